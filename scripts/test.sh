@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test tier that exists, on a fresh Debian machine with only the Rust toolchain,
+# Python, gcc and a Docker client: it installs the Docker engine, the compose plugin and a
+# local base image first (scripts/setup-docker.sh, idempotent).
+#
+#   ./scripts/test.sh            everything
+#   PINCER_SKIP_DOCKER=1 ...     skip the tiers that need Docker (local use only; CI never sets it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/pincer-target}
+export CARGO_TERM_COLOR=never
+start=$(date +%s)
+passed=0
+failed=0
+summary=()
+
+tier() { # name command...
+  local name=$1; shift
+  local t0=$(date +%s)
+  echo "=== tier: $name"
+  if "$@"; then
+    passed=$((passed + 1)); summary+=("PASS $name ($(( $(date +%s) - t0 ))s)")
+  else
+    failed=$((failed + 1)); summary+=("FAIL $name ($(( $(date +%s) - t0 ))s)")
+  fi
+}
+
+if [ "${PINCER_SKIP_DOCKER:-0}" != 1 ]; then
+  tier "setup (docker engine, compose, base image)" bash scripts/setup-docker.sh
+fi
+tier "format" cargo fmt --all --check
+tier "lint (clippy -D warnings)" cargo clippy --workspace --all-targets --locked -- -D warnings
+tier "unit + service + e2e (cargo test)" cargo test --workspace --locked --no-fail-fast
+
+echo
+echo "=== summary ($(( $(date +%s) - start ))s)"
+printf '%s\n' "${summary[@]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,14 @@
+//! Configuration: one JSON5 file, read in two stages.
+//!
+//! - [`raw`]: serde types exactly as written; unknown keys are rejected.
+//! - [`validate`]: cross-field rules, producing [`Config`]; every issue names the key path,
+//!   the bad value and the fix.
+//! - [`load`]: reading the file (symlinks refused), parsing JSON5, the JSON Schema.
+
+pub mod load;
+pub mod raw;
+pub mod validate;
+
+pub use load::{ConfigError, load_config, parse_config, schema_json};
+pub use raw::RawConfig;
+pub use validate::{Config, ConfigIssue};

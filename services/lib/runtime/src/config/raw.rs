@@ -1,0 +1,381 @@
+//! The configuration file as written: serde types that reject unknown keys. Defaults live
+//! here; meaning and cross-field rules live in [`super::validate`]. The JSON Schema
+//! (`pincer config schema`) is generated from these types.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::SecretRef;
+
+/// The whole `pincer.json5` file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawConfig {
+    /// The control plane: operator API, auth, bind address.
+    #[serde(default)]
+    pub gateway: RawGateway,
+    /// How the services find and authenticate each other (gRPC).
+    #[serde(default)]
+    pub services: RawServices,
+    /// LLM providers.
+    #[serde(default)]
+    pub models: RawModels,
+    /// Agent settings.
+    #[serde(default)]
+    pub agents: RawAgents,
+    /// Chat platforms.
+    #[serde(default)]
+    pub channels: RawChannels,
+    /// Tool settings.
+    #[serde(default)]
+    pub tools: RawTools,
+    /// Where and how tools run.
+    #[serde(default)]
+    pub executor: RawExecutor,
+    /// Log output.
+    #[serde(default)]
+    pub logging: RawLogging,
+}
+
+/// `gateway`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGateway {
+    /// Operator API port (WebSocket + HTTP).
+    #[serde(default = "default_gateway_port")]
+    pub port: u16,
+    /// `loopback` (127.0.0.1, default), `lan` (0.0.0.0) or `custom` (see `customBindHost`).
+    #[serde(default)]
+    pub bind: BindMode,
+    /// The address to bind when `bind` is `custom`.
+    #[serde(default)]
+    pub custom_bind_host: Option<String>,
+    /// How operator clients authenticate.
+    #[serde(default)]
+    pub auth: RawGatewayAuth,
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        Self {
+            port: default_gateway_port(),
+            bind: BindMode::default(),
+            custom_bind_host: None,
+            auth: RawGatewayAuth::default(),
+        }
+    }
+}
+
+fn default_gateway_port() -> u16 {
+    18789
+}
+
+/// `gateway.bind`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BindMode {
+    /// 127.0.0.1 only.
+    #[default]
+    Loopback,
+    /// All interfaces (0.0.0.0).
+    Lan,
+    /// `gateway.customBindHost`.
+    Custom,
+}
+
+/// `gateway.auth`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGatewayAuth {
+    /// `token` (the only mode so far).
+    #[serde(default)]
+    pub mode: AuthMode,
+    /// The operator token (at least 32 characters).
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+}
+
+/// `gateway.auth.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// A bearer token shared with operator clients.
+    #[default]
+    Token,
+}
+
+/// `services`: the private gRPC mesh.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawServices {
+    /// The gateway's gRPC endpoint (bridges and agents call it).
+    #[serde(default)]
+    pub gateway: RawEndpoint,
+    /// The agent's gRPC endpoint (the gateway calls it).
+    #[serde(default)]
+    pub agent: RawEndpoint,
+    /// The executor's gRPC endpoint (agents call it).
+    #[serde(default)]
+    pub executor: RawEndpoint,
+    /// Per-service credentials: each service presents its own when it calls another.
+    #[serde(default)]
+    pub credentials: RawCredentials,
+}
+
+/// One service's gRPC endpoint.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawEndpoint {
+    /// Socket address the service listens on, e.g. `127.0.0.1:18790`.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// URL other services dial, e.g. `http://gateway:18790`.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// `services.credentials`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawCredentials {
+    /// Presented by the gateway (to agents).
+    #[serde(default)]
+    pub gateway: Option<SecretRef>,
+    /// Presented by bridges (to the gateway).
+    #[serde(default)]
+    pub bridge: Option<SecretRef>,
+    /// Presented by agents (to the gateway and executors).
+    #[serde(default)]
+    pub agent: Option<SecretRef>,
+}
+
+/// `models`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawModels {
+    /// Providers by id; `agents.defaults.model` names one as `<id>/<model>`.
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+}
+
+/// `models.providers.<id>`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawProvider {
+    /// The wire API the provider speaks.
+    pub api: ProviderApi,
+    /// Base URL, e.g. `https://api.openai.com/v1` or `https://api.anthropic.com/v1`.
+    pub base_url: String,
+    /// The provider's API key.
+    #[serde(default)]
+    pub api_key: Option<SecretRef>,
+}
+
+/// `models.providers.<id>.api`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum ProviderApi {
+    /// OpenAI Chat Completions (`POST {baseUrl}/chat/completions`).
+    #[serde(rename = "openai-chat")]
+    OpenAiChat,
+    /// OpenAI Responses (`POST {baseUrl}/responses`).
+    #[serde(rename = "openai-responses")]
+    OpenAiResponses,
+    /// Anthropic Messages (`POST {baseUrl}/messages`).
+    #[serde(rename = "anthropic")]
+    Anthropic,
+}
+
+/// `agents`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAgents {
+    /// Settings every agent starts from.
+    #[serde(default)]
+    pub defaults: RawAgentDefaults,
+}
+
+/// `agents.defaults`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAgentDefaults {
+    /// `<provider id>/<model name>`, e.g. `anthropic/claude-sonnet-4-5`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The system prompt.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// Most model calls in one turn (default 8).
+    #[serde(default)]
+    pub max_iterations: Option<u32>,
+    /// Most output tokens per model call (default 1024).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Stream model output (default true).
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// Messages of history sent to the model (default 40).
+    #[serde(default)]
+    pub history_limit: Option<u32>,
+}
+
+/// `channels`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawChannels {
+    /// Telegram.
+    #[serde(default)]
+    pub telegram: Option<RawTelegram>,
+}
+
+/// `channels.telegram`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTelegram {
+    /// Serve this channel (default true when the section exists).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// The bot token from @BotFather. Only the bridge resolves it.
+    #[serde(default)]
+    pub bot_token: Option<SecretRef>,
+    /// Bot API root (default `https://api.telegram.org`).
+    #[serde(default)]
+    pub api_base_url: Option<String>,
+    /// Who may DM the bot: `allowlist` (default), `open` or `disabled`.
+    #[serde(default)]
+    pub dm_policy: Option<DmPolicy>,
+    /// Telegram user ids allowed to DM (numeric ids as strings, or `*` with `open`).
+    #[serde(default)]
+    pub allow_from: Vec<String>,
+    /// Groups: `disabled` (default), `allowlist` or `open`.
+    #[serde(default)]
+    pub group_policy: Option<GroupPolicy>,
+    /// Group chat ids allowed under `groupPolicy: allowlist`.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Long-poll timeout in seconds (default 30).
+    #[serde(default)]
+    pub poll_timeout_seconds: Option<u32>,
+}
+
+/// `channels.<ch>.dmPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DmPolicy {
+    /// Sender pairing codes (not available yet; refused at validation).
+    Pairing,
+    /// Only ids in `allowFrom`.
+    Allowlist,
+    /// Anyone (requires `"*"` in `allowFrom`).
+    Open,
+    /// No DMs.
+    Disabled,
+}
+
+/// `channels.<ch>.groupPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupPolicy {
+    /// Only groups listed in `groups`.
+    Allowlist,
+    /// Any group the bot is in.
+    Open,
+    /// Ignore groups.
+    Disabled,
+}
+
+/// `tools`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTools {
+    /// The `exec` tool.
+    #[serde(default)]
+    pub exec: RawExecTool,
+}
+
+/// `tools.exec`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawExecTool {
+    /// Offer `exec` to the model (default true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Default wall-clock limit per call in seconds (default 30, at most 600).
+    #[serde(default)]
+    pub timeout_seconds: Option<u32>,
+    /// Most bytes kept of stdout and of stderr each (default 65536).
+    #[serde(default)]
+    pub max_output_bytes: Option<u32>,
+}
+
+/// `executor`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawExecutor {
+    /// Sandbox backend: `docker` (the only one so far).
+    #[serde(default)]
+    pub backend: Option<SandboxBackend>,
+    /// Host directory holding each agent's workspace (default `<state dir>/workspaces`).
+    #[serde(default)]
+    pub workspace_root: Option<String>,
+    /// The Docker backend.
+    #[serde(default)]
+    pub docker: RawDocker,
+}
+
+/// `executor.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxBackend {
+    /// One throwaway container per call.
+    Docker,
+}
+
+/// `executor.docker`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawDocker {
+    /// Docker endpoint (default `unix:///var/run/docker.sock`, or `DOCKER_HOST`).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Sandbox image (default `pincer-sandbox:latest`).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Memory limit in MiB, swap included (default 512).
+    #[serde(default)]
+    pub memory_mb: Option<u32>,
+    /// Most processes per container (default 128).
+    #[serde(default)]
+    pub pids_limit: Option<u32>,
+    /// CPU limit (default 1.0).
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// Workspace path as the Docker engine sees it, when it differs from `workspaceRoot`
+    /// (the executor runs in a container and the engine on the host).
+    #[serde(default)]
+    pub host_workspace_root: Option<String>,
+}
+
+/// `logging`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawLogging {
+    /// `error`, `warn`, `info` (default), `debug` or `trace`, or a tracing filter.
+    #[serde(default)]
+    pub level: Option<String>,
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: Option<LogFormat>,
+}
+
+/// `logging.format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}

@@ -1,0 +1,724 @@
+//! From [`RawConfig`] to [`Config`]: every rule that spans fields or needs parsing lives
+//! here. All problems are collected (not just the first), each naming the key path, the bad
+//! value and the fix.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+use super::raw::{
+    BindMode, DmPolicy, GroupPolicy, LogFormat, ProviderApi, RawConfig, RawEndpoint, RawTelegram,
+};
+use crate::secret::SecretRef;
+
+/// A validated configuration. Secrets are still references; each service resolves only the
+/// ones it uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The operator-facing gateway.
+    pub gateway: GatewayConfig,
+    /// The gRPC mesh between services.
+    pub services: ServicesConfig,
+    /// LLM providers by id.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// The agent.
+    pub agent: AgentConfig,
+    /// Telegram, when configured and enabled.
+    pub telegram: Option<TelegramConfig>,
+    /// The exec tool.
+    pub exec: ExecToolConfig,
+    /// The executor.
+    pub executor: ExecutorConfig,
+    /// Logging.
+    pub logging: LoggingConfig,
+}
+
+/// `gateway`.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where the operator API listens.
+    pub listen: SocketAddr,
+    /// The operator token.
+    pub auth_token: SecretRef,
+}
+
+/// `services`.
+#[derive(Debug, Clone)]
+pub struct ServicesConfig {
+    /// The gateway's gRPC endpoint.
+    pub gateway: Endpoint,
+    /// The agent's gRPC endpoint.
+    pub agent: Endpoint,
+    /// The executor's gRPC endpoint.
+    pub executor: Endpoint,
+    /// Credentials each service presents.
+    pub credentials: Credentials,
+}
+
+/// A gRPC endpoint.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Where the service listens.
+    pub listen: SocketAddr,
+    /// What callers dial.
+    pub url: Url,
+}
+
+/// Per-service credentials (references).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Presented by the gateway.
+    pub gateway: SecretRef,
+    /// Presented by bridges.
+    pub bridge: SecretRef,
+    /// Presented by agents.
+    pub agent: SecretRef,
+}
+
+/// `models.providers.<id>`.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// The wire API.
+    pub api: ProviderApi,
+    /// Base URL without a trailing slash.
+    pub base_url: Url,
+    /// API key, if the provider needs one.
+    pub api_key: Option<SecretRef>,
+}
+
+/// `<provider>/<model>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    /// A key of `models.providers`.
+    pub provider: String,
+    /// The provider's model name.
+    pub model: String,
+}
+
+impl fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.provider, self.model)
+    }
+}
+
+/// `agents.defaults`.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The model.
+    pub model: ModelRef,
+    /// The system prompt.
+    pub system_prompt: String,
+    /// Most model calls in one turn.
+    pub max_iterations: u32,
+    /// Most output tokens per model call.
+    pub max_tokens: u32,
+    /// Stream model output.
+    pub stream: bool,
+    /// Messages of history sent to the model.
+    pub history_limit: u32,
+}
+
+/// Who may DM the bot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DmAccess {
+    /// Only these platform user ids.
+    Allowlist(Vec<String>),
+    /// Anyone.
+    Open,
+    /// Nobody.
+    Disabled,
+}
+
+/// Which groups the bot answers in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupAccess {
+    /// Only these chat ids.
+    Allowlist(Vec<String>),
+    /// Any group.
+    Open,
+    /// None.
+    Disabled,
+}
+
+/// `channels.telegram`.
+#[derive(Debug, Clone)]
+pub struct TelegramConfig {
+    /// The bot token reference (resolved only by the bridge).
+    pub bot_token: SecretRef,
+    /// The Bot API root.
+    pub api_base_url: Url,
+    /// DM access.
+    pub dm: DmAccess,
+    /// Group access.
+    pub groups: GroupAccess,
+    /// Long-poll timeout.
+    pub poll_timeout: Duration,
+}
+
+/// `tools.exec`.
+#[derive(Debug, Clone)]
+pub struct ExecToolConfig {
+    /// Offered to the model.
+    pub enabled: bool,
+    /// Default wall-clock limit.
+    pub timeout: Duration,
+    /// Bytes kept of stdout and of stderr each.
+    pub max_output_bytes: u32,
+}
+
+/// `executor`.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// Host directory with the agents' workspaces (`None`: `<state dir>/workspaces`).
+    pub workspace_root: Option<PathBuf>,
+    /// The Docker backend.
+    pub docker: DockerConfig,
+}
+
+/// `executor.docker`.
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    /// Docker endpoint, `None` for the local default.
+    pub host: Option<String>,
+    /// Sandbox image.
+    pub image: String,
+    /// Memory (and memory+swap) limit in bytes.
+    pub memory_bytes: u64,
+    /// Process limit.
+    pub pids_limit: u32,
+    /// CPU limit in nano-CPUs.
+    pub nano_cpus: u64,
+    /// Workspace root as the engine sees it, when different.
+    pub host_workspace_root: Option<PathBuf>,
+}
+
+/// `logging`.
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    /// A tracing filter.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Key path, e.g. `gateway.port`.
+    pub path: String,
+    /// What is wrong, including the bad value (never a secret).
+    pub problem: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} (fix: {})", self.path, self.problem, self.fix)
+    }
+}
+
+/// Collects issues while validating.
+#[derive(Default)]
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn add(&mut self, path: &str, problem: impl Into<String>, fix: impl Into<String>) {
+        self.0.push(ConfigIssue {
+            path: path.to_owned(),
+            problem: problem.into(),
+            fix: fix.into(),
+        });
+    }
+}
+
+/// Default credential references: `pincer up` generates the values per run and hands each
+/// service only its own through these environment variables.
+pub const ENV_GATEWAY_CREDENTIAL: &str = "PINCER_GATEWAY_CREDENTIAL";
+/// See [`ENV_GATEWAY_CREDENTIAL`].
+pub const ENV_BRIDGE_CREDENTIAL: &str = "PINCER_BRIDGE_CREDENTIAL";
+/// See [`ENV_GATEWAY_CREDENTIAL`].
+pub const ENV_AGENT_CREDENTIAL: &str = "PINCER_AGENT_CREDENTIAL";
+/// Default reference for the operator token.
+pub const ENV_GATEWAY_TOKEN: &str = "PINCER_GATEWAY_TOKEN";
+
+const DEFAULT_SYSTEM_PROMPT: &str = "You are Pincer, a personal assistant. Be brief and helpful. \
+You can run shell commands in a sandbox with the exec tool; its working directory is your workspace.";
+
+/// Validates a raw configuration.
+pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigIssue>> {
+    let mut issues = Issues::default();
+
+    let gateway = validate_gateway(&raw, &mut issues);
+    let endpoints = (
+        endpoint(
+            &raw.services.gateway,
+            "services.gateway",
+            18790,
+            &mut issues,
+        ),
+        endpoint(&raw.services.agent, "services.agent", 18791, &mut issues),
+        endpoint(
+            &raw.services.executor,
+            "services.executor",
+            18792,
+            &mut issues,
+        ),
+    );
+    let credentials = Credentials {
+        gateway: credential(&raw.services.credentials.gateway, ENV_GATEWAY_CREDENTIAL),
+        bridge: credential(&raw.services.credentials.bridge, ENV_BRIDGE_CREDENTIAL),
+        agent: credential(&raw.services.credentials.agent, ENV_AGENT_CREDENTIAL),
+    };
+
+    let mut providers = BTreeMap::new();
+    for (id, p) in &raw.models.providers {
+        let path = format!("models.providers.{id}");
+        if id.is_empty() || id.contains('/') {
+            issues.add(
+                &path,
+                format!("provider id {id:?} is empty or contains '/'"),
+                "use a short id such as \"openai\"",
+            );
+        }
+        if p.api == ProviderApi::OpenAiResponses {
+            issues.add(
+                &format!("{path}.api"),
+                "\"openai-responses\" is not supported yet",
+                "use \"openai-chat\" for OpenAI or OpenAI-compatible servers",
+            );
+        }
+        let Some(base_url) = http_url(&p.base_url, &format!("{path}.baseUrl"), &mut issues) else {
+            continue;
+        };
+        providers.insert(
+            id.clone(),
+            ProviderConfig {
+                api: p.api,
+                base_url,
+                api_key: p.api_key.clone(),
+            },
+        );
+    }
+
+    let agent = validate_agent(&raw, &providers, &mut issues);
+    let telegram = raw
+        .channels
+        .telegram
+        .as_ref()
+        .and_then(|t| validate_telegram(t, &mut issues));
+
+    let exec_raw = &raw.tools.exec;
+    let timeout_seconds = exec_raw.timeout_seconds.unwrap_or(30);
+    if !(1..=600).contains(&timeout_seconds) {
+        issues.add(
+            "tools.exec.timeoutSeconds",
+            format!("{timeout_seconds} is out of range"),
+            "use 1 to 600 seconds",
+        );
+    }
+    let max_output_bytes = exec_raw.max_output_bytes.unwrap_or(65_536);
+    if !(1024..=16 * 1024 * 1024).contains(&max_output_bytes) {
+        issues.add(
+            "tools.exec.maxOutputBytes",
+            format!("{max_output_bytes} is out of range"),
+            "use 1024 to 16777216",
+        );
+    }
+    let exec = ExecToolConfig {
+        enabled: exec_raw.enabled.unwrap_or(true),
+        timeout: Duration::from_secs(u64::from(timeout_seconds)),
+        max_output_bytes,
+    };
+
+    let executor = validate_executor(&raw, &mut issues);
+
+    let level = raw
+        .logging
+        .level
+        .clone()
+        .unwrap_or_else(|| "info".to_owned());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        issues.add(
+            "logging.level",
+            format!("{level:?} is not a log level or filter"),
+            "use error, warn, info, debug or trace",
+        );
+    }
+    let logging = LoggingConfig {
+        level,
+        format: raw.logging.format.unwrap_or_default(),
+    };
+
+    match (issues.0.is_empty(), gateway, agent, endpoints) {
+        (true, Some(gateway), Some(agent), (Some(g), Some(a), Some(e))) => {
+            let services = ServicesConfig {
+                gateway: g,
+                agent: a,
+                executor: e,
+                credentials,
+            };
+            Ok(Config {
+                gateway,
+                services,
+                providers,
+                agent,
+                telegram,
+                exec,
+                executor,
+                logging,
+            })
+        }
+        _ => Err(issues.0),
+    }
+}
+
+fn validate_gateway(raw: &RawConfig, issues: &mut Issues) -> Option<GatewayConfig> {
+    let g = &raw.gateway;
+    if g.port == 0 {
+        issues.add(
+            "gateway.port",
+            "0 is not a usable port",
+            "use a port such as 18789",
+        );
+    }
+    let ip = match g.bind {
+        BindMode::Loopback => {
+            if g.custom_bind_host.is_some() {
+                issues.add(
+                    "gateway.customBindHost",
+                    "is set but gateway.bind is \"loopback\"",
+                    "remove it, or set gateway.bind to \"custom\"",
+                );
+            }
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        }
+        BindMode::Lan => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        BindMode::Custom => match g.custom_bind_host.as_deref().map(str::parse::<IpAddr>) {
+            Some(Ok(ip)) => ip,
+            Some(Err(_)) => {
+                issues.add(
+                    "gateway.customBindHost",
+                    format!(
+                        "{:?} is not an IP address",
+                        g.custom_bind_host.as_deref().unwrap_or_default()
+                    ),
+                    "use an address such as 192.168.1.10",
+                );
+                return None;
+            }
+            None => {
+                issues.add(
+                    "gateway.customBindHost",
+                    "is required when gateway.bind is \"custom\"",
+                    "set it to the IP address to listen on",
+                );
+                return None;
+            }
+        },
+    };
+    let auth_token = g
+        .auth
+        .token
+        .clone()
+        .unwrap_or_else(|| SecretRef::env(ENV_GATEWAY_TOKEN));
+    if let (crate::secret::SecretKind::Inline, SecretRef::Value(v)) =
+        (auth_token.kind(), &auth_token)
+    {
+        {
+            if v.chars().count() < 32 {
+                issues.add(
+                    "gateway.auth.token",
+                    format!("the inline token has {} characters", v.chars().count()),
+                    "use at least 32 random characters (pincer generates one on first start)",
+                );
+            }
+        }
+    }
+    Some(GatewayConfig {
+        listen: SocketAddr::new(ip, g.port),
+        auth_token,
+    })
+}
+
+fn endpoint(
+    raw: &RawEndpoint,
+    path: &str,
+    default_port: u16,
+    issues: &mut Issues,
+) -> Option<Endpoint> {
+    let listen = match raw.listen.as_deref() {
+        None => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), default_port),
+        Some(s) => match s.parse() {
+            Ok(addr) => addr,
+            Err(_) => {
+                issues.add(
+                    &format!("{path}.listen"),
+                    format!("{s:?} is not a socket address"),
+                    "use HOST:PORT, e.g. 0.0.0.0:18790",
+                );
+                return None;
+            }
+        },
+    };
+    let fallback = format!("http://127.0.0.1:{}", listen.port());
+    let url = http_url(
+        raw.url.as_deref().unwrap_or(&fallback),
+        &format!("{path}.url"),
+        issues,
+    )?;
+    Some(Endpoint { listen, url })
+}
+
+fn credential(raw: &Option<SecretRef>, env: &str) -> SecretRef {
+    raw.clone().unwrap_or_else(|| SecretRef::env(env))
+}
+
+fn http_url(s: &str, path: &str, issues: &mut Issues) -> Option<Url> {
+    match Url::parse(s) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            if !url.username().is_empty() || url.password().is_some() {
+                issues.add(
+                    path,
+                    "the URL contains credentials",
+                    "remove user:password@ and configure the key in its own field",
+                );
+                return None;
+            }
+            Some(url)
+        }
+        Ok(url) => {
+            issues.add(
+                path,
+                format!("{s:?} has scheme {:?} or no host", url.scheme()),
+                "use an http:// or https:// URL with a host",
+            );
+            None
+        }
+        Err(e) => {
+            issues.add(
+                path,
+                format!("{s:?} is not a URL ({e})"),
+                "use a full URL such as https://api.openai.com/v1",
+            );
+            None
+        }
+    }
+}
+
+fn validate_agent(
+    raw: &RawConfig,
+    providers: &BTreeMap<String, ProviderConfig>,
+    issues: &mut Issues,
+) -> Option<AgentConfig> {
+    let d = &raw.agents.defaults;
+    let path = "agents.defaults.model";
+    let model = match d.model.as_deref() {
+        None => {
+            issues.add(path, "no model is configured", "set it to \"<provider>/<model>\", e.g. \"anthropic/claude-sonnet-4-5\", and define the provider under models.providers");
+            None
+        }
+        Some(s) => {
+            match s.split_once('/') {
+                Some((p, m)) if !p.is_empty() && !m.is_empty() => {
+                    if !providers.contains_key(p) && !raw.models.providers.contains_key(p) {
+                        let known: Vec<&str> =
+                            raw.models.providers.keys().map(String::as_str).collect();
+                        issues.add(path, format!("{s:?} names provider {p:?}, which is not defined (defined: {known:?})"), format!("add models.providers.{p} or use one of the defined providers"));
+                    }
+                    Some(ModelRef {
+                        provider: p.to_owned(),
+                        model: m.to_owned(),
+                    })
+                }
+                _ => {
+                    issues.add(
+                        path,
+                        format!("{s:?} is not \"<provider>/<model>\""),
+                        "write it as provider id, a slash, then the model name",
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let max_iterations = d.max_iterations.unwrap_or(8);
+    if !(1..=64).contains(&max_iterations) {
+        issues.add(
+            "agents.defaults.maxIterations",
+            format!("{max_iterations} is out of range"),
+            "use 1 to 64",
+        );
+    }
+    let max_tokens = d.max_tokens.unwrap_or(1024);
+    if !(1..=200_000).contains(&max_tokens) {
+        issues.add(
+            "agents.defaults.maxTokens",
+            format!("{max_tokens} is out of range"),
+            "use 1 to 200000",
+        );
+    }
+    let history_limit = d.history_limit.unwrap_or(40);
+    if history_limit > 1000 {
+        issues.add(
+            "agents.defaults.historyLimit",
+            format!("{history_limit} is too large"),
+            "use 0 to 1000",
+        );
+    }
+    Some(AgentConfig {
+        model: model?,
+        system_prompt: d
+            .system_prompt
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
+        max_iterations,
+        max_tokens,
+        stream: d.stream.unwrap_or(true),
+        history_limit,
+    })
+}
+
+fn validate_telegram(t: &RawTelegram, issues: &mut Issues) -> Option<TelegramConfig> {
+    if t.enabled == Some(false) {
+        return None;
+    }
+    let base = "channels.telegram";
+    let Some(bot_token) = t.bot_token.clone() else {
+        issues.add(&format!("{base}.botToken"), "is missing", "set it to the token from @BotFather, e.g. \"${TELEGRAM_BOT_TOKEN}\", or set enabled: false");
+        return None;
+    };
+    let api_base_url = http_url(
+        t.api_base_url
+            .as_deref()
+            .unwrap_or("https://api.telegram.org"),
+        &format!("{base}.apiBaseUrl"),
+        issues,
+    )?;
+    for id in &t.allow_from {
+        if id != "*" && id.parse::<i64>().is_err() {
+            issues.add(
+                &format!("{base}.allowFrom"),
+                format!("{id:?} is not a numeric Telegram user id"),
+                "use numeric ids (ask @userinfobot), never usernames",
+            );
+        }
+    }
+    let wildcard = t.allow_from.iter().any(|id| id == "*");
+    let dm = match t.dm_policy.unwrap_or(DmPolicy::Allowlist) {
+        DmPolicy::Pairing => {
+            issues.add(
+                &format!("{base}.dmPolicy"),
+                "\"pairing\" is not available yet",
+                "use \"allowlist\" with your user id in allowFrom",
+            );
+            DmAccess::Disabled
+        }
+        DmPolicy::Allowlist => {
+            if wildcard {
+                issues.add(
+                    &format!("{base}.allowFrom"),
+                    "contains \"*\" under dmPolicy \"allowlist\"",
+                    "list user ids, or set dmPolicy to \"open\" deliberately",
+                );
+            }
+            DmAccess::Allowlist(t.allow_from.clone())
+        }
+        DmPolicy::Open => {
+            if !wildcard {
+                issues.add(
+                    &format!("{base}.dmPolicy"),
+                    "\"open\" requires \"*\" in allowFrom",
+                    "add \"*\" to allowFrom to confirm that anyone may DM the bot",
+                );
+            }
+            DmAccess::Open
+        }
+        DmPolicy::Disabled => DmAccess::Disabled,
+    };
+    let groups = match t.group_policy.unwrap_or(GroupPolicy::Disabled) {
+        GroupPolicy::Allowlist => GroupAccess::Allowlist(t.groups.clone()),
+        GroupPolicy::Open => GroupAccess::Open,
+        GroupPolicy::Disabled => GroupAccess::Disabled,
+    };
+    let poll = t.poll_timeout_seconds.unwrap_or(30);
+    if poll > 50 {
+        issues.add(
+            &format!("{base}.pollTimeoutSeconds"),
+            format!("{poll} is too long"),
+            "use 0 to 50 seconds",
+        );
+    }
+    Some(TelegramConfig {
+        bot_token,
+        api_base_url,
+        dm,
+        groups,
+        poll_timeout: Duration::from_secs(u64::from(poll)),
+    })
+}
+
+fn validate_executor(raw: &RawConfig, issues: &mut Issues) -> ExecutorConfig {
+    let e = &raw.executor;
+    let d = &e.docker;
+    let absolute = |value: &Option<String>, path: &str, issues: &mut Issues| -> Option<PathBuf> {
+        let v = value.as_ref()?;
+        let p = Path::new(v);
+        if !p.is_absolute() {
+            issues.add(
+                path,
+                format!("{v:?} is not an absolute path"),
+                "use an absolute path",
+            );
+            return None;
+        }
+        Some(p.to_owned())
+    };
+    let memory_mb = d.memory_mb.unwrap_or(512);
+    if !(16..=65_536).contains(&memory_mb) {
+        issues.add(
+            "executor.docker.memoryMb",
+            format!("{memory_mb} is out of range"),
+            "use 16 to 65536",
+        );
+    }
+    let pids_limit = d.pids_limit.unwrap_or(128);
+    if !(8..=4096).contains(&pids_limit) {
+        issues.add(
+            "executor.docker.pidsLimit",
+            format!("{pids_limit} is out of range"),
+            "use 8 to 4096",
+        );
+    }
+    let cpus = d.cpus.unwrap_or(1.0);
+    if !(cpus.is_finite() && (0.05..=64.0).contains(&cpus)) {
+        issues.add(
+            "executor.docker.cpus",
+            format!("{cpus} is out of range"),
+            "use 0.05 to 64",
+        );
+    }
+    ExecutorConfig {
+        workspace_root: absolute(&e.workspace_root, "executor.workspaceRoot", issues),
+        docker: DockerConfig {
+            host: d.host.clone(),
+            image: d
+                .image
+                .clone()
+                .unwrap_or_else(|| "pincer-sandbox:latest".to_owned()),
+            memory_bytes: u64::from(memory_mb) * 1024 * 1024,
+            pids_limit,
+            // Bounded above, so the cast cannot overflow.
+            nano_cpus: (cpus.clamp(0.05, 64.0) * 1e9) as u64,
+            host_workspace_root: absolute(
+                &d.host_workspace_root,
+                "executor.docker.hostWorkspaceRoot",
+                issues,
+            ),
+        },
+    }
+}
