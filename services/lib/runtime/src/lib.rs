@@ -2,6 +2,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`bootstrap`] | what every service `main` does: args, config, tracing, signals |
 //! | [`config`] | the JSON5 config: raw types (unknown keys rejected), validation, schema |
 //! | [`secret`] | secrets by reference (`${ENV}`, `{file}`), redacted `Secret` |
 //! | [`paths`] | state directory, 0700/0600 permissions |
@@ -9,6 +10,7 @@
 //! | [`shutdown`] | signal → cancellation token |
 //! | [`telemetry`] | tracing setup |
 
+pub mod bootstrap;
 pub mod config;
 pub mod paths;
 pub mod secret;

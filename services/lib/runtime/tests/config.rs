@@ -1,7 +1,6 @@
 //! The config file's promises: unknown keys stop the start, every error names the key path,
 //! the bad value and the fix; secrets never print.
 
-
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use pincer_runtime::config::{ConfigError, parse_config, schema_json};
 
