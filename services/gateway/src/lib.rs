@@ -1,1 +1,29 @@
-//! placeholder
+//! Pincer's gateway: the control plane. It owns the operator API, session routing, the
+//! durable inbound queue, transcripts and the outbox; it decides who may talk to the
+//! assistant and what each turn may do. It never holds LLM keys or channel tokens.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`routing`] | pure: session keys, DM/group access decisions |
+//! | [`store`] | SQLite (WAL): sessions, transcripts, inbound queue, outbox, leases |
+//! | [`bridge_link`] | `BridgeService`: bridge replicas, leases, inbound → store → ack, deliveries |
+//! | [`agent_link`] | `GatewayService` for agents (history) and the agent client |
+//! | [`turns`] | runs queued messages as agent turns, records outcomes atomically |
+//! | [`delivery`] | the outbox dispatcher |
+//! | [`turn_events`] | live turn updates for operator clients |
+//! | [`operator`] | HTTP health routes and the operator WebSocket API |
+//! | [`server`] | wiring: [`server::run`] |
+
+pub mod agent_link;
+pub mod bridge_link;
+pub mod delivery;
+pub mod error;
+pub mod operator;
+pub mod routing;
+pub mod server;
+pub mod store;
+pub mod turn_events;
+pub mod turns;
+
+pub use error::GatewayError;
+pub use server::{GatewayListeners, GatewaySecrets, run};

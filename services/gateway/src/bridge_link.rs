@@ -1,0 +1,475 @@
+//! The gateway side of `BridgeService.OpenStream`: bridge replicas connect, offer accounts,
+//! get leases, push inbound messages (stored durably, then acknowledged) and receive
+//! deliveries and typing indicators.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use pincer_proto::v1::bridge_down::Kind as Down;
+use pincer_proto::v1::bridge_up::Kind as Up;
+use pincer_proto::v1::{
+    BridgeDown, BridgeUp, ChannelAccount, ChatKind as WireChatKind, Delivery, DeliveryReceipt,
+    InboundAck, InboundMessage, LeaseAssignment, TypingIndicator,
+    bridge_service_server::BridgeService,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::routing::{Admission, ChannelAccess, ChatKind, MessageFacts, SessionKey, admit};
+use crate::store::db::now_ms;
+use crate::store::inbound::{Disposition, NewInbound, enqueue};
+use crate::store::outbox::NewDelivery;
+use crate::store::{Store, leases};
+
+/// How long a lease lasts without renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+/// How often leases are renewed.
+pub const LEASE_RENEW_EVERY: Duration = Duration::from_secs(10);
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const RECEIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+type Account = (String, String);
+
+struct Replica {
+    tx: mpsc::Sender<Result<BridgeDown, Status>>,
+    offered: Vec<Account>,
+    held: HashMap<Account, u64>,
+}
+
+#[derive(Default)]
+struct HubState {
+    replicas: HashMap<String, Replica>,
+    receipts: HashMap<String, oneshot::Sender<DeliveryReceipt>>,
+}
+
+/// Why a delivery could not be handed to a bridge.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    /// No connected replica holds the account's lease.
+    #[error("no bridge replica serves {0}/{1}")]
+    NoBridge(String, String),
+    /// The replica did not answer in time or went away.
+    #[error("bridge did not confirm the delivery: {0}")]
+    NoReceipt(&'static str),
+}
+
+/// Connected bridge replicas and the accounts they serve.
+pub struct BridgeHub {
+    store: Store,
+    access: HashMap<String, ChannelAccess>,
+    agent_id: String,
+    state: Mutex<HubState>,
+    closing: tokio_util::sync::CancellationToken,
+    /// Woken when an inbound message is stored.
+    pub inbound_ready: Arc<Notify>,
+}
+
+impl BridgeHub {
+    /// A hub with the channels' access policies.
+    pub fn new(
+        store: Store,
+        access: HashMap<String, ChannelAccess>,
+        agent_id: String,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            access,
+            agent_id,
+            state: Mutex::new(HubState::default()),
+            closing: tokio_util::sync::CancellationToken::new(),
+            inbound_ready: Arc::new(Notify::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+        // A poisoned lock means a panic mid-update of plain maps; the data is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Ends every bridge stream (at shutdown); bridges reconnect to the next gateway.
+    pub fn close(&self) {
+        self.closing.cancel();
+    }
+
+    /// Resolves once [`Self::close`] was called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let token = self.closing.clone();
+        async move { token.cancelled().await }
+    }
+
+    /// Number of connected replicas.
+    pub fn replica_count(&self) -> usize {
+        self.lock().replicas.len()
+    }
+
+    /// Sends a delivery to the replica holding the account and waits for its receipt.
+    pub async fn deliver(
+        &self,
+        delivery_id: &str,
+        d: &NewDelivery,
+    ) -> Result<DeliveryReceipt, DeliverError> {
+        let account = (d.channel.clone(), d.account_id.clone());
+        let (rx, tx) = {
+            let mut state = self.lock();
+            let holder = state
+                .replicas
+                .values()
+                .find_map(|r| r.held.get(&account).map(|t| (r.tx.clone(), *t)));
+            let Some((tx, token)) = holder else {
+                return Err(DeliverError::NoBridge(
+                    d.channel.clone(),
+                    d.account_id.clone(),
+                ));
+            };
+            let (done, rx) = oneshot::channel();
+            state.receipts.insert(delivery_id.to_owned(), done);
+            let frame = BridgeDown {
+                kind: Some(Down::Delivery(Delivery {
+                    delivery_id: delivery_id.to_owned(),
+                    account: Some(ChannelAccount {
+                        channel: d.channel.clone(),
+                        account_id: d.account_id.clone(),
+                    }),
+                    chat_id: d.chat_id.clone(),
+                    text: d.text.clone(),
+                    reply_to_platform_message_id: d.reply_to.clone(),
+                    fencing_token: token,
+                    thread_id: d.thread_id.clone(),
+                })),
+            };
+            (rx, (tx, frame))
+        };
+        let (sender, frame) = tx;
+        if sender.send(Ok(frame)).await.is_err() {
+            self.lock().receipts.remove(delivery_id);
+            return Err(DeliverError::NoReceipt("bridge stream closed"));
+        }
+        let result = tokio::time::timeout(RECEIPT_TIMEOUT, rx).await;
+        self.lock().receipts.remove(delivery_id);
+        match result {
+            Ok(Ok(receipt)) => Ok(receipt),
+            Ok(Err(_)) => Err(DeliverError::NoReceipt("bridge disconnected")),
+            Err(_) => Err(DeliverError::NoReceipt("timed out")),
+        }
+    }
+
+    /// Shows a typing indicator in a chat, if a replica serves the account (best effort).
+    pub fn typing(&self, channel: &str, account_id: &str, chat_id: &str, thread_id: &str) {
+        let account = (channel.to_owned(), account_id.to_owned());
+        let state = self.lock();
+        if let Some(r) = state
+            .replicas
+            .values()
+            .find(|r| r.held.contains_key(&account))
+        {
+            let frame = BridgeDown {
+                kind: Some(Down::Typing(TypingIndicator {
+                    account: Some(ChannelAccount {
+                        channel: channel.to_owned(),
+                        account_id: account_id.to_owned(),
+                    }),
+                    chat_id: chat_id.to_owned(),
+                    thread_id: thread_id.to_owned(),
+                })),
+            };
+            // Typing is advisory: a full queue just drops it.
+            let _ = r.tx.try_send(Ok(frame));
+        }
+    }
+
+    /// Grants or renews leases for every connected replica's offered accounts.
+    pub async fn assign_leases(&self) {
+        let offers: Vec<(String, Vec<Account>)> = self
+            .lock()
+            .replicas
+            .iter()
+            .map(|(id, r)| (id.clone(), r.offered.clone()))
+            .collect();
+        let mut granted: Vec<(String, Account, leases::Lease)> = Vec::new();
+        let mut lost: Vec<(String, Account)> = Vec::new();
+        for (replica, accounts) in offers {
+            for account in accounts {
+                let (ch, acct, holder) = (account.0.clone(), account.1.clone(), replica.clone());
+                let ttl = i64::try_from(LEASE_TTL.as_millis()).unwrap_or(30_000);
+                let result = self
+                    .store
+                    .call(move |c| leases::acquire(c, &ch, &acct, &holder, now_ms(), ttl))
+                    .await;
+                match result {
+                    Ok(Some(lease)) => granted.push((replica.clone(), account, lease)),
+                    Ok(None) => lost.push((replica.clone(), account)),
+                    Err(e) => tracing::error!(error = %e, "lease update failed"),
+                }
+            }
+        }
+        let mut state = self.lock();
+        for (replica, account) in lost {
+            if let Some(r) = state.replicas.get_mut(&replica) {
+                r.held.remove(&account);
+            }
+        }
+        for (replica, account, lease) in granted {
+            let Some(r) = state.replicas.get_mut(&replica) else {
+                continue;
+            };
+            r.held.insert(account.clone(), lease.fencing_token);
+            let frame = BridgeDown {
+                kind: Some(Down::Lease(LeaseAssignment {
+                    account: Some(ChannelAccount {
+                        channel: account.0,
+                        account_id: account.1,
+                    }),
+                    fencing_token: lease.fencing_token,
+                    expires_at_ms: lease.expires_at_ms,
+                })),
+            };
+            if r.tx.try_send(Ok(frame)).is_err() {
+                tracing::warn!(
+                    replica,
+                    "bridge stream is full; lease renewal skipped this round"
+                );
+            }
+        }
+    }
+
+    /// Renews leases until `shutdown`.
+    pub async fn lease_loop(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(LEASE_RENEW_EVERY);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => self.assign_leases().await,
+            }
+        }
+    }
+
+    async fn on_inbound(&self, replica: &str, msg: InboundMessage) -> Result<InboundAck, Status> {
+        let account = msg
+            .account
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("inbound message without account"))?;
+        let key = (account.channel.clone(), account.account_id.clone());
+        let offered = self
+            .lock()
+            .replicas
+            .get(replica)
+            .is_some_and(|r| r.offered.contains(&key));
+        if !offered {
+            return Err(Status::permission_denied(
+                "inbound message for an account this replica did not offer",
+            ));
+        }
+        if msg.platform_message_id.is_empty() || msg.platform_message_id.len() > 256 {
+            return Err(Status::invalid_argument(
+                "platform_message_id must be 1 to 256 bytes",
+            ));
+        }
+        let kind = match WireChatKind::try_from(msg.chat_kind) {
+            Ok(WireChatKind::Direct) => ChatKind::Direct,
+            Ok(WireChatKind::Group) => ChatKind::Group,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "chat_kind must be DIRECT or GROUP",
+                ));
+            }
+        };
+        let admission = admit(
+            self.access.get(&account.channel),
+            MessageFacts {
+                kind,
+                sender_id: &msg.sender_id,
+                chat_id: &msg.chat_id,
+                mentions_bot: msg.mentions_bot,
+                empty: msg.text.trim().is_empty(),
+            },
+        );
+        let disposition = match admission {
+            Admission::Process => Disposition::Process,
+            Admission::Ignore(reason) => {
+                tracing::info!(channel = %account.channel, sender = %msg.sender_id, reason = reason.as_str(), "inbound message ignored by policy");
+                Disposition::Ignore(reason.as_str().to_owned())
+            }
+        };
+        let new = NewInbound {
+            session_key: SessionKey::for_chat(
+                &self.agent_id,
+                &account.channel,
+                &account.account_id,
+                kind,
+                &msg.sender_id,
+                &msg.chat_id,
+            ),
+            channel: account.channel.clone(),
+            account_id: account.account_id.clone(),
+            platform_message_id: msg.platform_message_id.clone(),
+            sender_id: msg.sender_id,
+            chat_id: msg.chat_id,
+            chat_kind: kind,
+            thread_id: msg.thread_id,
+            text: msg.text,
+            disposition,
+        };
+        let stored = self
+            .store
+            .call(move |c| enqueue(c, &new))
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot store the message: {e}")))?;
+        self.inbound_ready.notify_one();
+        Ok(InboundAck {
+            account: Some(account),
+            platform_message_id: msg.platform_message_id,
+            duplicate: matches!(stored, crate::store::inbound::Enqueued::Duplicate(_)),
+        })
+    }
+
+    fn on_receipt(&self, receipt: DeliveryReceipt) {
+        if let Some(done) = self.lock().receipts.remove(&receipt.delivery_id) {
+            let _ = done.send(receipt);
+        }
+    }
+
+    async fn disconnect(&self, replica: &str) {
+        let held: Vec<Account> = match self.lock().replicas.remove(replica) {
+            Some(r) => r.held.into_keys().collect(),
+            None => return,
+        };
+        for (ch, acct) in held {
+            let holder = replica.to_owned();
+            if let Err(e) = self
+                .store
+                .call(move |c| leases::release(c, &ch, &acct, &holder))
+                .await
+            {
+                tracing::error!(error = %e, "cannot release lease");
+            }
+        }
+        tracing::info!(replica, "bridge replica disconnected");
+        self.assign_leases().await;
+    }
+}
+
+/// The tonic service.
+#[derive(Clone)]
+pub struct BridgeLink {
+    hub: Arc<BridgeHub>,
+}
+
+impl BridgeLink {
+    /// Serves `hub`.
+    pub fn new(hub: Arc<BridgeHub>) -> Self {
+        Self { hub }
+    }
+}
+
+type DownStream = Pin<Box<dyn Stream<Item = Result<BridgeDown, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl BridgeService for BridgeLink {
+    type OpenStreamStream = DownStream;
+
+    async fn open_stream(
+        &self,
+        request: Request<Streaming<BridgeUp>>,
+    ) -> Result<Response<DownStream>, Status> {
+        let mut up = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, up.next())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello within 10 s"))?;
+        let hello = match first {
+            Some(Ok(BridgeUp {
+                kind: Some(Up::Hello(h)),
+            })) => h,
+            Some(Err(e)) => return Err(e),
+            _ => return Err(Status::invalid_argument("the first frame must be hello")),
+        };
+        if hello.replica_id.is_empty() || hello.replica_id.len() > 128 {
+            return Err(Status::invalid_argument(
+                "replica_id must be 1 to 128 bytes",
+            ));
+        }
+        let offered: Vec<Account> = hello
+            .accounts
+            .iter()
+            .map(|a| (a.channel.clone(), a.account_id.clone()))
+            .collect();
+        let unique: HashSet<&Account> = offered.iter().collect();
+        if unique.len() != offered.len() || offered.len() > 64 {
+            return Err(Status::invalid_argument(
+                "accounts must be distinct (at most 64)",
+            ));
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let replica = hello.replica_id.clone();
+        {
+            let mut state = self.hub.lock();
+            if state.replicas.contains_key(&replica) {
+                return Err(Status::already_exists(
+                    "a replica with this id is connected",
+                ));
+            }
+            state.replicas.insert(
+                replica.clone(),
+                Replica {
+                    tx: tx.clone(),
+                    offered,
+                    held: HashMap::new(),
+                },
+            );
+        }
+        tracing::info!(
+            replica,
+            accounts = hello.accounts.len(),
+            "bridge replica connected"
+        );
+        self.hub.assign_leases().await;
+
+        let hub = Arc::clone(&self.hub);
+        let closing = self.hub.closing.clone();
+        tokio::spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    () = closing.cancelled() => break,
+                    f = up.next() => match f { Some(f) => f, None => break },
+                };
+                let kind = match frame {
+                    Ok(BridgeUp { kind: Some(kind) }) => kind,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::debug!(replica, error = %e, "bridge stream ended with an error");
+                        break;
+                    }
+                };
+                match kind {
+                    Up::Inbound(msg) => {
+                        let reply = match hub.on_inbound(&replica, msg).await {
+                            Ok(ack) => Ok(BridgeDown {
+                                kind: Some(Down::InboundAck(ack)),
+                            }),
+                            Err(status) => Err(status),
+                        };
+                        let fatal = reply.is_err();
+                        if tx.send(reply).await.is_err() || fatal {
+                            break;
+                        }
+                    }
+                    Up::Receipt(receipt) => hub.on_receipt(receipt),
+                    Up::Hello(_) => {
+                        let _ = tx
+                            .send(Err(Status::invalid_argument("hello sent twice")))
+                            .await;
+                        break;
+                    }
+                }
+            }
+            hub.disconnect(&replica).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,230 @@
+//! Wiring: opens the store, starts the gRPC server (bridges, agents), the operator API, the
+//! turn runner, the outbox dispatcher and the lease renewer, and drains them on shutdown.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pincer_proto::v1::bridge_service_server::BridgeServiceServer;
+use pincer_proto::v1::gateway_service_server::GatewayServiceServer;
+use pincer_runtime::config::validate::GroupAccess;
+use pincer_runtime::paths::{ensure_private_dir, write_private_file};
+use pincer_runtime::service_auth::{PresentCredential, RequireCaller, ServiceName};
+use pincer_runtime::{Config, Secret, SecretSource};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::GatewayError;
+use crate::agent_link::{AgentApi, agent_client};
+use crate::bridge_link::{BridgeHub, BridgeLink};
+use crate::operator::http::{OperatorState, router};
+use crate::routing::ChannelAccess;
+use crate::store::Store;
+use crate::turn_events::TurnEvents;
+use crate::turns::TurnRunner;
+
+/// The agent every session talks to (multi-agent routing comes later).
+pub const DEFAULT_AGENT_ID: &str = "main";
+
+/// The gateway's two listeners.
+#[derive(Debug)]
+pub struct GatewayListeners {
+    /// Operator API (WebSocket + HTTP), `gateway.port`.
+    pub operator: TcpListener,
+    /// gRPC for bridges and agents, `services.gateway.listen`.
+    pub grpc: TcpListener,
+}
+
+impl GatewayListeners {
+    /// Binds the configured addresses.
+    pub async fn bind(config: &Config) -> Result<Self, GatewayError> {
+        let bind = |addr: std::net::SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })
+        };
+        Ok(Self {
+            operator: bind(config.gateway.listen).await?,
+            grpc: bind(config.services.gateway.listen).await?,
+        })
+    }
+}
+
+/// The secrets the gateway uses, resolved.
+#[derive(Debug, Clone)]
+pub struct GatewaySecrets {
+    /// Operator token.
+    pub operator_token: Secret,
+    /// Presented to agents.
+    pub gateway_credential: Secret,
+    /// Expected from bridges.
+    pub bridge_credential: Secret,
+    /// Expected from agents.
+    pub agent_credential: Secret,
+}
+
+impl GatewaySecrets {
+    /// Resolves the gateway's secrets (and no others) from `source`.
+    pub fn resolve(config: &Config, source: &dyn SecretSource) -> Result<Self, GatewayError> {
+        let get = |what: &'static str, r: &pincer_runtime::SecretRef| {
+            r.resolve(source)
+                .map_err(|source| GatewayError::Secret { what, source })
+        };
+        let creds = &config.services.credentials;
+        Ok(Self {
+            operator_token: get("gateway.auth.token", &config.gateway.auth_token)?,
+            gateway_credential: get("services.credentials.gateway", &creds.gateway)?,
+            bridge_credential: get("services.credentials.bridge", &creds.bridge)?,
+            agent_credential: get("services.credentials.agent", &creds.agent)?,
+        })
+    }
+}
+
+/// Runs the gateway until `shutdown` is cancelled, then drains.
+pub async fn run(
+    config: Config,
+    state_dir: PathBuf,
+    listeners: GatewayListeners,
+    secrets: GatewaySecrets,
+    shutdown: CancellationToken,
+) -> Result<(), GatewayError> {
+    ensure_private_dir(&state_dir)?;
+    let db_path = state_dir.join("gateway.db");
+    if !db_path.exists() {
+        write_private_file(&db_path, b"")?;
+    }
+    let store = Store::open(&db_path)?;
+
+    let mut access = HashMap::new();
+    if let Some(tg) = &config.telegram {
+        access.insert(
+            "telegram".to_owned(),
+            ChannelAccess {
+                dm: tg.dm.clone(),
+                groups: tg.groups.clone(),
+            },
+        );
+    }
+    access.insert(
+        "operator".to_owned(),
+        ChannelAccess {
+            dm: pincer_runtime::config::validate::DmAccess::Disabled,
+            groups: GroupAccess::Disabled,
+        },
+    );
+    let hub = BridgeHub::new(store.clone(), access, DEFAULT_AGENT_ID.to_owned());
+    let events = Arc::new(TurnEvents::default());
+    let outbox_ready = Arc::new(tokio::sync::Notify::new());
+
+    let credential = PresentCredential::new(ServiceName::Gateway, &secrets.gateway_credential)?;
+    let agent =
+        agent_client(&config.services.agent.url, credential).map_err(GatewayError::AgentUrl)?;
+    let runner = Arc::new(TurnRunner {
+        store: store.clone(),
+        agent,
+        hub: Arc::clone(&hub),
+        events: Arc::clone(&events),
+        agent_id: DEFAULT_AGENT_ID.to_owned(),
+        exec_enabled: config.exec.enabled,
+        outbox_ready: Arc::clone(&outbox_ready),
+    });
+
+    let operator_addr = listeners
+        .operator
+        .local_addr()
+        .map_err(|source| GatewayError::Bind {
+            addr: "operator".into(),
+            source,
+        })?;
+    let grpc_addr = listeners
+        .grpc
+        .local_addr()
+        .map_err(|source| GatewayError::Bind {
+            addr: "grpc".into(),
+            source,
+        })?;
+    tracing::info!(%operator_addr, %grpc_addr, "gateway listening");
+
+    let bridge_auth = RequireCaller::new(vec![(
+        ServiceName::Bridge,
+        secrets.bridge_credential.clone(),
+    )]);
+    let agent_auth =
+        RequireCaller::new(vec![(ServiceName::Agent, secrets.agent_credential.clone())]);
+    let grpc = tonic::transport::Server::builder()
+        .add_service(BridgeServiceServer::with_interceptor(
+            BridgeLink::new(Arc::clone(&hub)),
+            bridge_auth,
+        ))
+        .add_service(GatewayServiceServer::with_interceptor(
+            AgentApi::new(store.clone()),
+            agent_auth,
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), hub.closed());
+
+    let state = Arc::new(OperatorState {
+        store: store.clone(),
+        hub: Arc::clone(&hub),
+        events,
+        token: secrets.operator_token,
+        agent_id: DEFAULT_AGENT_ID.to_owned(),
+    });
+    let operator_shutdown = shutdown.clone();
+    let http = axum::serve(listeners.operator, router(state))
+        .with_graceful_shutdown(async move { operator_shutdown.cancelled().await });
+
+    let runner_task = tokio::spawn(Arc::clone(&runner).run(shutdown.clone()));
+    let delivery_task = tokio::spawn(crate::delivery::run(
+        store.clone(),
+        Arc::clone(&hub),
+        outbox_ready,
+        shutdown.clone(),
+    ));
+    let lease_task = tokio::spawn(Arc::clone(&hub).lease_loop(shutdown.clone()));
+    let closer = {
+        let hub = Arc::clone(&hub);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            hub.close();
+        })
+    };
+
+    let grpc_task = tokio::spawn(grpc);
+    let http_task = tokio::spawn(async move { http.await });
+    shutdown.cancelled().await;
+    tracing::info!("gateway draining");
+    let drain = async {
+        let _ = runner_task.await;
+        let _ = delivery_task.await;
+        let _ = lease_task.await;
+        let _ = closer.await;
+        let grpc = grpc_task.await;
+        let http = http_task.await;
+        (grpc, http)
+    };
+    match tokio::time::timeout(Duration::from_secs(25), drain).await {
+        Ok((grpc, http)) => {
+            if let Ok(Err(e)) = grpc {
+                return Err(GatewayError::Serve {
+                    server: "gRPC",
+                    message: e.to_string(),
+                });
+            }
+            if let Ok(Err(e)) = http {
+                return Err(GatewayError::Serve {
+                    server: "operator",
+                    message: e.to_string(),
+                });
+            }
+        }
+        Err(_) => tracing::warn!("gateway drain timed out; queued work stays in the database"),
+    }
+    tracing::info!("gateway stopped");
+    Ok(())
+}

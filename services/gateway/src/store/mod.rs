@@ -1,0 +1,17 @@
+//! The gateway's SQLite store (WAL mode, migrations by `user_version`).
+//!
+//! | module | tables |
+//! |---|---|
+//! | [`db`] | opening, pragmas, migrations, the blocking-call helper |
+//! | [`inbound`] | `inbound`: the durable inbound queue, de-duplicated by platform message id |
+//! | [`outbox`] | `outbox`: replies to deliver, retried until a receipt |
+//! | [`transcript`] | `sessions`, `transcript` (append-only, enforced by triggers) |
+//! | [`leases`] | `leases`: which bridge replica serves a channel account, with fencing tokens |
+
+pub mod db;
+pub mod inbound;
+pub mod leases;
+pub mod outbox;
+pub mod transcript;
+
+pub use db::{Store, StoreError};
