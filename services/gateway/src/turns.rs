@@ -90,10 +90,11 @@ impl TurnRunner {
                     {
                         continue;
                     }
-                    if let Some((at, _)) = b.retry_at.get(&msg.id) {
-                        if *at > Instant::now() {
-                            continue;
-                        }
+                    if b.retry_at
+                        .get(&msg.id)
+                        .is_some_and(|(at, _)| *at > Instant::now())
+                    {
+                        continue;
                     }
                     b.sessions.insert(msg.session_key.as_str().to_owned());
                     b.messages.insert(msg.id);

@@ -1,0 +1,69 @@
+//! The `pincer` command-line tool.
+//!
+//! | module | command |
+//! |---|---|
+//! | [`cli`] | argument definitions (clap) |
+//! | [`up`] | `pincer up`: runs the four services (and, with `--demo`, the fakes) as local processes |
+//! | [`onboard`] | first-start configs: a template for real use, a ready demo config |
+//! | [`chat`] | `pincer chat`: one message or an interactive chat over the operator API |
+//! | [`gateway_client`] | the operator WebSocket client |
+//! | [`config_cmd`] | `pincer config schema|validate` |
+//! | [`context`] | state dir, config path and profile resolution |
+
+pub mod chat;
+pub mod cli;
+pub mod config_cmd;
+pub mod context;
+pub mod gateway_client;
+pub mod onboard;
+pub mod up;
+
+use std::process::ExitCode;
+
+use cli::{Cli, Command, ConfigCommand};
+
+/// Why a command failed. Messages say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Config problem.
+    #[error(transparent)]
+    Config(#[from] pincer_runtime::ConfigError),
+    /// State dir problem.
+    #[error(transparent)]
+    Path(#[from] pincer_runtime::paths::PathError),
+    /// A secret could not be resolved.
+    #[error("{what}: {source}")]
+    Secret {
+        /// Which.
+        what: String,
+        /// Why.
+        source: pincer_runtime::SecretError,
+    },
+    /// Talking to the gateway failed.
+    #[error(transparent)]
+    Gateway(#[from] gateway_client::ClientError),
+    /// Running the stack failed.
+    #[error("{0}")]
+    Up(String),
+    /// I/O.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs a parsed command.
+pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
+    let ctx = context::Context::resolve(&cli.global)?;
+    match cli.command {
+        Command::Up(args) => up::run(&ctx, &args).await,
+        Command::Chat(args) => chat::run(&ctx, &args).await,
+        Command::Config {
+            command: ConfigCommand::Schema,
+        } => {
+            println!("{}", pincer_runtime::config::schema_json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Validate,
+        } => config_cmd::validate(&ctx),
+    }
+}
