@@ -35,8 +35,23 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Service {
     name: &'static str,
+    spec: Spec,
     child: Child,
+    restarts: Vec<tokio::time::Instant>,
 }
+
+/// How to (re)start a service.
+#[derive(Clone)]
+struct Spec {
+    path: PathBuf,
+    args: Vec<String>,
+    secrets: BTreeMap<String, String>,
+    pid_file: PathBuf,
+}
+
+/// Restarts allowed within [`RESTART_WINDOW`] before `pincer up` gives up.
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
 /// Runs `pincer up`.
 pub async fn run(ctx: &Context, args: &UpArgs) -> Result<ExitCode, CliError> {
@@ -93,6 +108,7 @@ async fn start_all(
         let llm_addr = format!("127.0.0.1:{DEMO_LLM_PORT}");
         let tg_addr = format!("127.0.0.1:{DEMO_TELEGRAM_PORT}");
         running.push(spawn(
+            ctx,
             bin_dir,
             "fake-llm",
             "pincer-fake-llm",
@@ -100,6 +116,7 @@ async fn start_all(
             BTreeMap::new(),
         )?);
         running.push(spawn(
+            ctx,
             bin_dir,
             "fake-telegram",
             "pincer-fake-telegram",
@@ -123,18 +140,27 @@ async fn start_all(
     let env_for = |refs: Vec<&SecretRef>| secret_env(&refs, credentials);
 
     running.push(spawn(
+        ctx,
         bin_dir,
         "executor",
         "pincer-executor",
         &service_args,
         env_for(vec![&creds.agent]),
     )?);
-    running.push(spawn(bin_dir, "agent", "pincer-agent", &service_args, {
-        let mut refs = vec![&creds.gateway, &creds.agent];
-        refs.extend(config.providers.values().filter_map(|p| p.api_key.as_ref()));
-        env_for(refs)
-    })?);
     running.push(spawn(
+        ctx,
+        bin_dir,
+        "agent",
+        "pincer-agent",
+        &service_args,
+        {
+            let mut refs = vec![&creds.gateway, &creds.agent];
+            refs.extend(config.providers.values().filter_map(|p| p.api_key.as_ref()));
+            env_for(refs)
+        },
+    )?);
+    running.push(spawn(
+        ctx,
         bin_dir,
         "gateway",
         "pincer-gateway",
@@ -149,6 +175,7 @@ async fn start_all(
     wait_ready(config.gateway.listen).await?;
     if let Some(tg) = &config.telegram {
         running.push(spawn(
+            ctx,
             bin_dir,
             "bridge",
             "pincer-bridge",
@@ -199,6 +226,7 @@ fn secret_env(refs: &[&SecretRef], generated: &BTreeMap<&str, String>) -> BTreeM
 }
 
 fn spawn(
+    ctx: &Context,
     bin_dir: &Path,
     name: &'static str,
     binary: &str,
@@ -212,8 +240,26 @@ fn spawn(
             path.display()
         )));
     }
-    let mut cmd = Command::new(&path);
-    cmd.args(args)
+    let run_dir = ctx.state_dir.join("run");
+    pincer_runtime::paths::ensure_private_dir(&run_dir)?;
+    let spec = Spec {
+        path,
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        secrets,
+        pid_file: run_dir.join(format!("{name}.pid")),
+    };
+    let child = start_child(name, &spec)?;
+    Ok(Service {
+        name,
+        spec,
+        child,
+        restarts: Vec::new(),
+    })
+}
+
+fn start_child(name: &'static str, spec: &Spec) -> Result<Child, CliError> {
+    let mut cmd = Command::new(&spec.path);
+    cmd.args(&spec.args)
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -232,17 +278,20 @@ fn spawn(
             cmd.env(var, v);
         }
     }
-    cmd.envs(secrets);
+    cmd.envs(&spec.secrets);
     let mut child = cmd
         .spawn()
-        .map_err(|e| CliError::Up(format!("cannot start {}: {e}", path.display())))?;
+        .map_err(|e| CliError::Up(format!("cannot start {}: {e}", spec.path.display())))?;
     if let Some(out) = child.stdout.take() {
         tokio::spawn(prefix_lines(name, out));
     }
     if let Some(err) = child.stderr.take() {
         tokio::spawn(prefix_lines(name, err));
     }
-    Ok(Service { name, child })
+    if let Some(pid) = child.id() {
+        pincer_runtime::paths::write_private_file(&spec.pid_file, format!("{pid}\n").as_bytes())?;
+    }
+    Ok(child)
 }
 
 async fn prefix_lines(name: &'static str, stream: impl tokio::io::AsyncRead + Unpin) {
@@ -322,7 +371,8 @@ fn print_banner(ctx: &Context, config: &Config) {
     eprintln!("Press Ctrl-C to stop.");
 }
 
-/// Waits for Ctrl-C/SIGTERM or for a service to exit on its own.
+/// Waits for Ctrl-C/SIGTERM. A service that exits on its own is restarted (its queued work
+/// is durable); one that keeps crashing stops the stack.
 async fn wait_for_stop(running: &mut [Service]) -> ExitCode {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -337,9 +387,21 @@ async fn wait_for_stop(running: &mut [Service]) -> ExitCode {
             _ = term.recv() => { eprintln!("pincer: SIGTERM; stopping"); return ExitCode::SUCCESS; }
             () = tokio::time::sleep(Duration::from_millis(250)) => {
                 for s in running.iter_mut() {
-                    if let Ok(Some(status)) = s.child.try_wait() {
-                        eprintln!("pincer: {} exited unexpectedly ({status}); stopping the stack", s.name);
+                    let Ok(Some(status)) = s.child.try_wait() else { continue };
+                    let now = tokio::time::Instant::now();
+                    s.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+                    if s.restarts.len() >= MAX_RESTARTS {
+                        eprintln!("pincer: {} exited ({status}) {MAX_RESTARTS} times within {RESTART_WINDOW:?}; stopping the stack", s.name);
                         return ExitCode::FAILURE;
+                    }
+                    s.restarts.push(now);
+                    eprintln!("pincer: {} exited unexpectedly ({status}); restarting it", s.name);
+                    match start_child(s.name, &s.spec) {
+                        Ok(child) => s.child = child,
+                        Err(e) => {
+                            eprintln!("pincer: cannot restart {}: {e}", s.name);
+                            return ExitCode::FAILURE;
+                        }
                     }
                 }
             }
