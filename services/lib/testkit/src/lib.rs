@@ -1,0 +1,28 @@
+//! Protocol-faithful fakes for Pincer's tests and demos.
+//!
+//! Every fake is a real HTTP server on loopback (`127.0.0.1:0` by default) that speaks the
+//! public wire protocol of the service it stands in for, so production clients talk to it
+//! unchanged. Each fake has a test-side Rust API (script, inject, inspect) and a standalone
+//! binary for demos and multi-process tests.
+//!
+//! | Module | What |
+//! |---|---|
+//! | [`llm`] | [`FakeLlm`]: OpenAI Chat Completions + Anthropic Messages, JSON and SSE, scripted steps or a deterministic demo brain |
+//! | [`telegram`] | [`FakeTelegram`]: Telegram Bot API (getUpdates long polling with offsets, sendMessage, sendChatAction, webhooks, 409/429) plus a `/_fake/*` control API |
+//! | `server` | shared plumbing: bind, serve, graceful shutdown |
+//! | [`error`] | [`TestkitError`], the crate's one error type |
+//!
+//! Binaries: `pincer-fake-llm` and `pincer-fake-telegram` (see `src/bin/`).
+
+pub mod error;
+pub mod llm;
+mod server;
+pub mod telegram;
+
+pub use error::TestkitError;
+pub use llm::{FakeLlm, FakeLlmOptions, RecordedRequest, Step};
+pub use server::shutdown_signal;
+pub use telegram::{
+    ChatAction, ChatType, FakeFailure, FakeTelegram, FakeTelegramOptions, InjectMessage,
+    MessageEntity, SentMessage,
+};
