@@ -1,1 +1,39 @@
-//! placeholder
+//! Pincer's executor: runs the `exec` tool for agents in throwaway Docker containers.
+//!
+//! A call travels `ExecRequest` → [`ExecPlan`] → [`ValidatedExecPlan`] (grant, command,
+//! cwd and timeout checked) → [`Workspaces::prepare`] → a [`Sandbox`] backend
+//! ([`DockerBackend`]) → `ExecResponse`. Callers never choose the image, mounts, env, user,
+//! network or any container flag: the posture is code in [`docker::posture`].
+//!
+//! | module | what |
+//! |---|---|
+//! | [`server`] | [`run`] / [`serve`]: settings, gRPC server behind the agent credential, reaper, drain |
+//! | [`service`] | the `ExecutorService` implementation |
+//! | [`plan`] | request → plan → validated plan (pure) |
+//! | [`grant`] | the turn-grant check and the injected [`Clock`] (pure) |
+//! | [`cwd`] | cwd normalisation (pure) |
+//! | [`workspace`] | `<root>/<agent_id>` on the host, owned by the sandbox user |
+//! | [`sandbox`] | the [`Sandbox`] trait, [`ExecOutcome`], the output cap |
+//! | [`docker`] | the Docker backend: posture, one-container run, reaper |
+//! | [`error`] | [`ExecutorError`] and its mapping to gRPC codes |
+//!
+//! In-process (tests): bind `127.0.0.1:0`, then
+//! `serve(ExecutorSettings { .. }, listener, token)`; see `tests/service.rs`.
+
+pub mod cwd;
+pub mod docker;
+pub mod error;
+pub mod grant;
+pub mod plan;
+pub mod sandbox;
+pub mod server;
+pub mod service;
+pub mod workspace;
+
+pub use docker::{DockerBackend, DockerSettings};
+pub use error::ExecutorError;
+pub use grant::{Clock, FixedClock, SystemClock};
+pub use plan::{ExecLimits, ExecPlan, ValidatedExecPlan};
+pub use sandbox::{ExecOutcome, Sandbox};
+pub use server::{ExecutorSettings, run, serve, workspace_root};
+pub use workspace::{SandboxUser, Workspaces};

@@ -1,0 +1,152 @@
+//! Fake gRPC peers of the agent (gateway `GetHistory`, executor `Exec`), a config
+//! builder, and a helper that starts the agent in-process.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pincer_agent::providers::RetryPolicy;
+use pincer_agent::{Agent, AgentOptions, AgentSecrets};
+use pincer_proto::v1::executor_service_server::{ExecutorService, ExecutorServiceServer};
+use pincer_proto::v1::gateway_service_server::{GatewayService, GatewayServiceServer};
+use pincer_proto::v1::{
+    ExecRequest, ExecResponse, GetHistoryRequest, GetHistoryResponse, HistoryEntry,
+};
+use pincer_runtime::Secret;
+use pincer_runtime::secret::MapSecrets;
+use pincer_runtime::service_auth::{RequireCaller, ServiceName};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+
+pub const GATEWAY_SECRET: &str = "gateway-credential-for-tests";
+pub const AGENT_SECRET: &str = "agent-credential-for-tests";
+pub const API_KEY: &str = "sk-test-key-7f3a";
+
+async fn loopback() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+fn agent_only() -> RequireCaller {
+    RequireCaller::new(vec![(ServiceName::Agent, Secret::new(AGENT_SECRET))])
+}
+
+/// A gateway answering `GetHistory` with fixed entries.
+#[derive(Clone, Default)]
+pub struct FakeGateway {
+    pub entries: Vec<HistoryEntry>,
+    pub requests: Arc<Mutex<Vec<GetHistoryRequest>>>,
+}
+
+#[tonic::async_trait]
+impl GatewayService for FakeGateway {
+    async fn get_history(
+        &self,
+        request: Request<GetHistoryRequest>,
+    ) -> Result<Response<GetHistoryResponse>, Status> {
+        self.requests.lock().unwrap().push(request.into_inner());
+        Ok(Response::new(GetHistoryResponse {
+            entries: self.entries.clone(),
+        }))
+    }
+}
+
+impl FakeGateway {
+    pub async fn start(self) -> SocketAddr {
+        let (listener, addr) = loopback().await;
+        let service = GatewayServiceServer::with_interceptor(self, agent_only());
+        tokio::spawn(
+            Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        addr
+    }
+}
+
+/// An executor answering every `Exec` with `response` after `delay`.
+#[derive(Clone, Default)]
+pub struct FakeExecutor {
+    pub response: ExecResponse,
+    pub delay: Duration,
+    pub requests: Arc<Mutex<Vec<ExecRequest>>>,
+}
+
+#[tonic::async_trait]
+impl ExecutorService for FakeExecutor {
+    async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        self.requests.lock().unwrap().push(request.into_inner());
+        tokio::time::sleep(self.delay).await;
+        Ok(Response::new(self.response.clone()))
+    }
+}
+
+impl FakeExecutor {
+    pub async fn start(self) -> SocketAddr {
+        let (listener, addr) = loopback().await;
+        let service = ExecutorServiceServer::with_interceptor(self, agent_only());
+        tokio::spawn(
+            Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        addr
+    }
+}
+
+/// A config for an agent using an OpenAI-compatible server at `llm_base_url`.
+pub fn config(
+    llm_base_url: &str,
+    gateway: SocketAddr,
+    executor: SocketAddr,
+    stream: bool,
+) -> pincer_runtime::Config {
+    let text = format!(
+        r#"{{
+            services: {{
+                gateway: {{ url: "http://{gateway}" }},
+                executor: {{ url: "http://{executor}" }},
+                agent: {{ listen: "127.0.0.1:0" }},
+                credentials: {{ gateway: "{GATEWAY_SECRET}", agent: "{AGENT_SECRET}" }},
+            }},
+            models: {{ providers: {{ fake: {{ api: "openai-chat", baseUrl: "{llm_base_url}", apiKey: "${{FAKE_API_KEY}}" }} }} }},
+            agents: {{ defaults: {{ model: "fake/test-model", maxIterations: 4, stream: {stream}, historyLimit: 10, systemPrompt: "You are a test." }} }},
+            tools: {{ exec: {{ timeoutSeconds: 20 }} }},
+        }}"#
+    );
+    pincer_runtime::config::parse_config(&text, "test").unwrap()
+}
+
+/// A running agent.
+pub struct RunningAgent {
+    pub url: String,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), pincer_agent::AgentError>>,
+}
+
+/// Starts the agent on 127.0.0.1:0 with secrets resolved from a map.
+pub async fn start_agent(config: &pincer_runtime::Config) -> RunningAgent {
+    let mut source = MapSecrets::default();
+    source.env.insert("FAKE_API_KEY".into(), API_KEY.into());
+    let secrets = AgentSecrets::resolve(config, &source).unwrap();
+    let options = AgentOptions {
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(5),
+            ..RetryPolicy::default()
+        },
+        drain_timeout: Duration::from_secs(5),
+    };
+    let agent = Agent::new(config, secrets, options).unwrap();
+    let (listener, addr) = loopback().await;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(agent.serve(listener, shutdown.clone()));
+    RunningAgent {
+        url: format!("http://{addr}"),
+        shutdown,
+        task,
+    }
+}

@@ -1,0 +1,44 @@
+//! [`BridgeError`]: why the bridge could not start. Errors never contain a secret (the bot
+//! token, the bridge credential); they name the config key to fix instead.
+
+use pincer_runtime::SecretError;
+use pincer_runtime::service_auth::BadCredential;
+
+use crate::telegram::TelegramError;
+
+/// Why the bridge could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// No chat platform is configured.
+    #[error(
+        "no chat channel is configured for the bridge; set channels.telegram (botToken, \
+         dmPolicy, allowFrom) in the config"
+    )]
+    NoChannel,
+    /// A secret reference could not be resolved.
+    #[error("cannot read the {what} ({key}): {source}")]
+    Secret {
+        /// Which secret.
+        what: &'static str,
+        /// The config key holding the reference.
+        key: &'static str,
+        /// Why.
+        #[source]
+        source: SecretError,
+    },
+    /// The bridge credential cannot be sent as a header.
+    #[error(transparent)]
+    Credential(#[from] BadCredential),
+    /// `services.gateway.url` is not a usable gRPC endpoint.
+    #[error("services.gateway.url {url:?} is not a usable gRPC endpoint: {source}")]
+    GatewayUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The Telegram client could not be set up.
+    #[error(transparent)]
+    Telegram(#[from] TelegramError),
+}

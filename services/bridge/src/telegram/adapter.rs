@@ -1,0 +1,369 @@
+//! [`TelegramAdapter`]: one bot account as a [`ChannelAdapter`].
+//!
+//! Inbound: `getMe` once (the bot's id and username, for mention detection), then
+//! `getUpdates` long polling with `allowed_updates: ["message"]`. Each message is handed out
+//! with an ack handle; the `offset` moves past it only after the bridge acks it (see
+//! [`super::offsets`]). Outbound: `sendMessage` in 4096-UTF-16-unit chunks, the first one
+//! replying to the original message; `sendChatAction typing`.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use pincer_proto::v1::ChannelAccount;
+use pincer_runtime::Secret;
+use tokio::sync::{Mutex, OnceCell};
+
+use super::client::{BotApi, RetryPolicy, TelegramError};
+use super::normalize::{BotIdentity, Normalized, normalize};
+use super::offsets::{Head, OffsetTracker};
+use super::wire::{
+    ChatRef, GetUpdates, ReplyParameters, SendChatAction, SendMessage, SentMessage, Update, User,
+};
+use crate::adapter::{
+    AckHandle, AdapterError, ChannelAdapter, ChatTarget, InboundItem, OutboundText, SendFailure,
+    SentRefs,
+};
+use crate::chunk::{LengthUnit, split_text};
+
+/// The channel name on the wire.
+pub const CHANNEL: &str = "telegram";
+/// Telegram's message length limit, in UTF-16 code units.
+pub const MESSAGE_LIMIT: usize = 4096;
+
+/// How to reach and poll one bot.
+#[derive(Debug, Clone)]
+pub struct TelegramSettings {
+    /// The account id the gateway knows this bot by (`default` for the single bot).
+    pub account_id: String,
+    /// The bot token (never logged, never sent to the gateway).
+    pub bot_token: Secret,
+    /// The Bot API root, e.g. `https://api.telegram.org`.
+    pub api_base_url: reqwest::Url,
+    /// `getUpdates` long-poll timeout.
+    pub poll_timeout: Duration,
+    /// How long to wait for the gateway's ack of a handed-out message before reading it
+    /// from Telegram again.
+    pub ack_timeout: Duration,
+    /// Retries of Bot API calls.
+    pub retry: RetryPolicy,
+}
+
+impl TelegramSettings {
+    /// Settings with defaults for everything but the token and the API root.
+    pub fn new(bot_token: Secret, api_base_url: reqwest::Url) -> Self {
+        Self {
+            account_id: "default".to_owned(),
+            bot_token,
+            api_base_url,
+            poll_timeout: Duration::from_secs(30),
+            ack_timeout: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A Telegram bot account.
+#[derive(Debug)]
+pub struct TelegramAdapter {
+    api: BotApi,
+    account: ChannelAccount,
+    poll_timeout: Duration,
+    ack_timeout: Duration,
+    identity: OnceCell<BotIdentity>,
+    poll: Mutex<PollState>,
+}
+
+#[derive(Debug, Default)]
+struct PollState {
+    tracker: OffsetTracker,
+    /// The offset Telegram last saw from us (what it has confirmed).
+    told_telegram: i64,
+}
+
+/// Most updates per `getUpdates` (the Bot API maximum).
+const BATCH: u32 = 100;
+/// Extra HTTP time over the long-poll timeout before the request counts as hung.
+const POLL_GRACE: Duration = Duration::from_secs(10);
+
+impl TelegramAdapter {
+    /// An adapter for one bot. Does no I/O (`getMe` runs on the first poll).
+    pub fn new(settings: TelegramSettings) -> Result<Self, TelegramError> {
+        Ok(Self {
+            api: BotApi::new(&settings.api_base_url, settings.bot_token, settings.retry)?,
+            account: ChannelAccount {
+                channel: CHANNEL.to_owned(),
+                account_id: settings.account_id,
+            },
+            poll_timeout: settings.poll_timeout,
+            ack_timeout: settings.ack_timeout,
+            identity: OnceCell::new(),
+            poll: Mutex::new(PollState::default()),
+        })
+    }
+
+    async fn identity(&self) -> Result<&BotIdentity, TelegramError> {
+        self.identity
+            .get_or_try_init(|| async {
+                let me: User = self.api.call("getMe", &serde_json::json!({})).await?;
+                let identity = BotIdentity {
+                    id: me.id,
+                    username: me.username.unwrap_or_default(),
+                };
+                tracing::info!(bot_id = identity.id, username = %identity.username, "Telegram bot identified");
+                Ok(identity)
+            })
+            .await
+    }
+
+    async fn get_updates(
+        &self,
+        state: &mut PollState,
+        timeout: Duration,
+        limit: u32,
+    ) -> Result<Vec<Update>, TelegramError> {
+        let offset = state.tracker.offset();
+        let request = GetUpdates {
+            offset,
+            limit,
+            timeout: timeout.as_secs(),
+            allowed_updates: &["message"],
+        };
+        let updates = self
+            .api
+            .call_once("getUpdates", &request, timeout + POLL_GRACE)
+            .await?;
+        state.told_telegram = offset;
+        Ok(updates)
+    }
+
+    async fn next_inbound_inner(&self) -> Result<InboundItem, AdapterError> {
+        let bot = self.identity().await?;
+        let mut state = self.poll.lock().await;
+        loop {
+            match state.tracker.settle() {
+                Head::Rewound => {
+                    tracing::debug!(
+                        offset = state.tracker.offset(),
+                        "a message was not acknowledged; reading again from the confirmed offset"
+                    );
+                }
+                Head::Waiting | Head::Empty => {}
+            }
+            if let Some(item) = state.tracker.pop_ready() {
+                return Ok(item);
+            }
+            if let Some(watch) = state.tracker.head_watch() {
+                // Everything polled is handed out; wait for the gateway before polling on.
+                if tokio::time::timeout(self.ack_timeout, watch.settled())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        waited_s = self.ack_timeout.as_secs(),
+                        outstanding = state.tracker.outstanding(),
+                        "the gateway did not acknowledge inbound messages in time; reading them again"
+                    );
+                    state.tracker.rewind();
+                }
+                continue;
+            }
+            let updates = self.get_updates(&mut state, self.poll_timeout, BATCH).await?;
+            if updates.is_empty() && self.poll_timeout.is_zero() {
+                // Without long polling an empty answer comes back at once: do not spin.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            for update in updates {
+                match normalize(&update, bot, &self.account) {
+                    Normalized::Message(message) => {
+                        let (ack, watch) = AckHandle::new();
+                        let item = InboundItem {
+                            message: *message,
+                            ack,
+                        };
+                        state.tracker.push(update.update_id, Some((item, watch)));
+                    }
+                    Normalized::Skip(reason) => {
+                        tracing::debug!(
+                            update_id = update.update_id,
+                            reason,
+                            "skipping Telegram update"
+                        );
+                        state.tracker.push(update.update_id, None);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_inner(&self, out: OutboundText) -> Result<SentRefs, SendFailure> {
+        let fail = |error: AdapterError| SendFailure {
+            sent: Vec::new(),
+            error,
+        };
+        let chat = chat_ref(&out.chat_id).map_err(fail)?;
+        let thread = thread_id(out.thread_id.as_deref()).map_err(fail)?;
+        if out.text.trim().is_empty() {
+            return Err(fail(bad_target(
+                "text",
+                &out.text,
+                "Telegram cannot send an empty message",
+            )));
+        }
+        let reply_to = out
+            .reply_to
+            .as_deref()
+            .and_then(|r| reply_message_id(r, &out.chat_id));
+        let mut sent = Vec::new();
+        let chunks = split_text(&out.text, MESSAGE_LIMIT, LengthUnit::Utf16);
+        for (index, chunk) in chunks.iter().enumerate().skip(out.skip_chunks) {
+            let request = SendMessage {
+                chat_id: &chat,
+                message_thread_id: thread,
+                text: chunk,
+                reply_parameters: reply_to.filter(|_| index == 0).map(|message_id| {
+                    ReplyParameters {
+                        message_id,
+                        allow_sending_without_reply: true,
+                    }
+                }),
+            };
+            match self.api.call::<SentMessage>("sendMessage", &request).await {
+                Ok(m) => sent.push(format!("{}:{}", m.chat.id, m.message_id)),
+                Err(e) => {
+                    return Err(SendFailure {
+                        sent,
+                        error: e.into(),
+                    });
+                }
+            }
+        }
+        Ok(SentRefs {
+            platform_message_ids: sent,
+        })
+    }
+
+    async fn typing_inner(&self, target: ChatTarget) -> Result<(), AdapterError> {
+        let chat = chat_ref(&target.chat_id)?;
+        let request = SendChatAction {
+            chat_id: &chat,
+            message_thread_id: thread_id(target.thread_id.as_deref())?,
+            action: "typing",
+        };
+        let _: bool = self
+            .api
+            .call_once(
+                "sendChatAction",
+                &request,
+                Duration::from_secs(10),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn flush_inner(&self) -> Result<(), AdapterError> {
+        let mut state = self.poll.lock().await;
+        state.tracker.settle();
+        if state.tracker.offset() > state.told_telegram {
+            // A non-blocking getUpdates with the new offset confirms everything below it;
+            // the update it may return stays unconfirmed and is delivered to the next poller.
+            self.get_updates(&mut state, Duration::ZERO, 1).await?;
+        }
+        Ok(())
+    }
+}
+
+impl ChannelAdapter for TelegramAdapter {
+    fn account(&self) -> ChannelAccount {
+        self.account.clone()
+    }
+
+    fn next_inbound(&self) -> BoxFuture<'_, Result<InboundItem, AdapterError>> {
+        self.next_inbound_inner().boxed()
+    }
+
+    fn send(&self, text: OutboundText) -> BoxFuture<'_, Result<SentRefs, SendFailure>> {
+        self.send_inner(text).boxed()
+    }
+
+    fn typing(&self, target: ChatTarget) -> BoxFuture<'_, Result<(), AdapterError>> {
+        self.typing_inner(target).boxed()
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), AdapterError>> {
+        self.flush_inner().boxed()
+    }
+}
+
+fn bad_target(field: &'static str, value: &str, reason: &'static str) -> AdapterError {
+    AdapterError::BadTarget {
+        channel: CHANNEL,
+        field,
+        value: value.to_owned(),
+        reason,
+    }
+}
+
+/// A numeric chat id, or `@username` for public chats.
+fn chat_ref(chat_id: &str) -> Result<ChatRef, AdapterError> {
+    if let Ok(id) = chat_id.parse::<i64>() {
+        return Ok(ChatRef::Id(id));
+    }
+    if chat_id.len() > 1 && chat_id.starts_with('@') {
+        return Ok(ChatRef::Name(chat_id.to_owned()));
+    }
+    Err(bad_target(
+        "chat_id",
+        chat_id,
+        "use a numeric Telegram chat id or @username",
+    ))
+}
+
+fn thread_id(thread: Option<&str>) -> Result<Option<i64>, AdapterError> {
+    match thread {
+        None | Some("") => Ok(None),
+        Some(t) => t.parse().map(Some).map_err(|_| {
+            bad_target(
+                "thread_id",
+                t,
+                "use the numeric message_thread_id of a forum topic",
+            )
+        }),
+    }
+}
+
+/// The message id of `<chat_id>:<message_id>` when it belongs to `chat_id`.
+fn reply_message_id(platform_message_id: &str, chat_id: &str) -> Option<i64> {
+    let (chat, message) = platform_message_id.rsplit_once(':')?;
+    if chat != chat_id {
+        tracing::debug!(
+            platform_message_id,
+            chat_id,
+            "reply target is in another chat; sending without reply"
+        );
+        return None;
+    }
+    message.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_parsed() {
+        assert_eq!(chat_ref("-100123").unwrap(), ChatRef::Id(-100_123));
+        assert_eq!(
+            chat_ref("@channel").unwrap(),
+            ChatRef::Name("@channel".into())
+        );
+        assert!(chat_ref("alice").is_err());
+        assert_eq!(thread_id(Some("")).unwrap(), None);
+        assert_eq!(thread_id(Some("17")).unwrap(), Some(17));
+        assert!(thread_id(Some("x")).is_err());
+        assert_eq!(reply_message_id("42:7", "42"), Some(7));
+        assert_eq!(reply_message_id("-100:7", "-100"), Some(7));
+        assert_eq!(reply_message_id("43:7", "42"), None);
+        assert_eq!(reply_message_id("garbage", "42"), None);
+    }
+}

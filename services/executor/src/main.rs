@@ -1,0 +1,31 @@
+//! `pincer-executor`: loads the config, binds `services.executor.listen` and serves until
+//! SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+
+use pincer_executor::{ExecutorSettings, serve, workspace_root};
+use pincer_runtime::ProcessSecrets;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match start().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pincer-executor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start() -> Result<(), Box<dyn std::error::Error>> {
+    let started = pincer_runtime::bootstrap::start("executor")?;
+    let config = started.config;
+    let root = workspace_root(&config, started.args.state_dir.as_deref())?;
+    let settings = ExecutorSettings::from_config(&config, root, &ProcessSecrets)?;
+    let addr = config.services.executor.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (services.executor.listen): {e}"))?;
+    serve(settings, listener, started.shutdown).await?;
+    Ok(())
+}

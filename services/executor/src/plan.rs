@@ -1,0 +1,211 @@
+//! Parse, don't validate: a wire [`ExecRequest`] becomes an [`ExecPlan`] (our own types,
+//! no checks yet), then [`ExecPlan::validate`] turns it into a [`ValidatedExecPlan`], the
+//! only thing a sandbox backend accepts. Pure over values plus an injected clock.
+//!
+//! Checked here: the grant (see [`crate::grant`]), the agent id (it names a directory), the
+//! command (present, non-empty, no NUL bytes, ≤ [`MAX_ARGS`] arguments and
+//! ≤ [`MAX_COMMAND_BYTES`] in total), the cwd (see [`crate::cwd`]) and the timeout (the
+//! request's when > 0, capped by the configured maximum and by [`MAX_TIMEOUT`]).
+
+use std::time::Duration;
+
+use pincer_proto::v1::{ExecRequest, TurnGrant, exec_request};
+
+use crate::cwd::{CwdError, RelativeCwd};
+use crate::grant::{Clock, Tool, check_grant};
+
+/// Most arguments in an argv.
+pub const MAX_ARGS: usize = 256;
+/// Most bytes in a command (all arguments, or the shell line).
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// The hard ceiling on a call's wall-clock limit, whatever the config says.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest agent id.
+pub const MAX_AGENT_ID_LEN: usize = 64;
+
+/// Why a request is malformed (the grant aside).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// Neither argv nor a shell line.
+    #[error("no command: set argv or shell")]
+    MissingCommand,
+    /// An empty argv, an empty program or a blank shell line.
+    #[error("the command is empty")]
+    EmptyCommand,
+    /// A NUL byte in the command.
+    #[error("the command contains a NUL byte")]
+    NulByte,
+    /// Too many arguments.
+    #[error("argv has {0} arguments; the limit is {MAX_ARGS}")]
+    TooManyArgs(usize),
+    /// The command is too large.
+    #[error("the command is {0} bytes; the limit is {MAX_COMMAND_BYTES}")]
+    TooLarge(usize),
+    /// The cwd is unusable.
+    #[error(transparent)]
+    Cwd(#[from] CwdError),
+    /// The grant's agent id cannot name a workspace.
+    #[error("agent id {0:?} is invalid; use 1 to 64 of a-z, 0-9, '_' and '-'")]
+    BadAgentId(String),
+}
+
+/// An agent id that is safe as a directory name: `[a-z0-9_-]{1,64}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AgentId(String);
+
+impl AgentId {
+    /// Validates `raw`.
+    pub fn parse(raw: &str) -> Result<Self, PlanError> {
+        let ok = !raw.is_empty()
+            && raw.len() <= MAX_AGENT_ID_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(PlanError::BadAgentId(raw.to_owned()))
+        }
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What to run, as the caller sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A program and its arguments, no shell.
+    Argv(Vec<String>),
+    /// A line for `/bin/sh -c`.
+    Shell(String),
+}
+
+/// A request in our own types, not yet checked.
+#[derive(Debug, Clone)]
+pub struct ExecPlan {
+    /// The turn grant, if any.
+    pub grant: Option<TurnGrant>,
+    /// The command, if any.
+    pub command: Option<Command>,
+    /// The raw cwd.
+    pub cwd: String,
+    /// The requested limit in ms (0 = default).
+    pub timeout_ms: u32,
+}
+
+impl From<ExecRequest> for ExecPlan {
+    fn from(req: ExecRequest) -> Self {
+        let command = req.command.map(|c| match c {
+            exec_request::Command::Argv(argv) => Command::Argv(argv.args),
+            exec_request::Command::Shell(line) => Command::Shell(line),
+        });
+        Self {
+            grant: req.grant,
+            command,
+            cwd: req.cwd,
+            timeout_ms: req.timeout_ms,
+        }
+    }
+}
+
+/// The limits validation applies, from `tools.exec`.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecLimits {
+    /// Default and maximum wall-clock limit (itself capped by [`MAX_TIMEOUT`]).
+    pub max_timeout: Duration,
+}
+
+/// A call that passed every check. Only [`ExecPlan::validate`] makes one.
+#[derive(Debug, Clone)]
+pub struct ValidatedExecPlan {
+    agent_id: AgentId,
+    turn_id: String,
+    argv: Vec<String>,
+    cwd: RelativeCwd,
+    timeout: Duration,
+}
+
+impl ValidatedExecPlan {
+    /// The agent whose workspace is used.
+    pub fn agent_id(&self) -> &AgentId {
+        &self.agent_id
+    }
+    /// The turn, for logs.
+    pub fn turn_id(&self) -> &str {
+        &self.turn_id
+    }
+    /// The process to start: the argv, or `["/bin/sh", "-c", line]`.
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+    /// The working directory relative to the workspace.
+    pub fn cwd(&self) -> &RelativeCwd {
+        &self.cwd
+    }
+    /// The wall-clock limit.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl ExecPlan {
+    /// Checks the plan. Grant problems come first so an unauthorised caller learns nothing
+    /// about what else is wrong with its request.
+    pub fn validate(
+        self,
+        limits: ExecLimits,
+        clock: &dyn Clock,
+    ) -> Result<ValidatedExecPlan, crate::ExecutorError> {
+        let grant = check_grant(self.grant.as_ref(), Tool::Exec, clock)?;
+        let agent_id = AgentId::parse(&grant.agent_id)?;
+        let argv = command_argv(self.command)?;
+        let cwd = RelativeCwd::parse(&self.cwd).map_err(PlanError::from)?;
+        let max = limits.max_timeout.min(MAX_TIMEOUT);
+        let timeout = match self.timeout_ms {
+            0 => max,
+            ms => Duration::from_millis(u64::from(ms)).min(max),
+        };
+        Ok(ValidatedExecPlan {
+            agent_id,
+            turn_id: grant.turn_id,
+            argv,
+            cwd,
+            timeout,
+        })
+    }
+}
+
+fn command_argv(command: Option<Command>) -> Result<Vec<String>, PlanError> {
+    let argv = match command.ok_or(PlanError::MissingCommand)? {
+        Command::Argv(args) => {
+            if args.len() > MAX_ARGS {
+                return Err(PlanError::TooManyArgs(args.len()));
+            }
+            if args.first().is_none_or(String::is_empty) {
+                return Err(PlanError::EmptyCommand);
+            }
+            args
+        }
+        Command::Shell(line) => {
+            if line.trim().is_empty() {
+                return Err(PlanError::EmptyCommand);
+            }
+            vec!["/bin/sh".to_owned(), "-c".to_owned(), line]
+        }
+    };
+    let total: usize = argv.iter().map(String::len).sum();
+    if total > MAX_COMMAND_BYTES {
+        return Err(PlanError::TooLarge(total));
+    }
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err(PlanError::NulByte);
+    }
+    Ok(argv)
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

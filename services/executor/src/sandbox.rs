@@ -1,0 +1,137 @@
+//! What every sandbox backend implements ([`Sandbox`]) and returns ([`ExecOutcome`]), and
+//! the output cap they share ([`CappedOutput`]).
+
+use std::future::Future;
+use std::time::Duration;
+
+use pincer_proto::v1::ExecResponse;
+
+use crate::ExecutorError;
+use crate::plan::ValidatedExecPlan;
+use crate::workspace::PreparedWorkspace;
+
+/// A sandbox backend: runs one validated call in the prepared workspace. The posture
+/// (network, mounts, user, limits) is the backend's code, never the caller's input.
+pub trait Sandbox: Send + Sync + 'static {
+    /// Runs the call to completion or to its timeout. A timeout is an `Ok` outcome with
+    /// `timed_out`; errors are for calls that could not run at all.
+    fn run(
+        &self,
+        plan: ValidatedExecPlan,
+        workspace: PreparedWorkspace,
+    ) -> impl Future<Output = Result<ExecOutcome, ExecutorError>> + Send;
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    /// The exit code; -1 when the process was killed at the timeout.
+    pub exit_code: i32,
+    /// Standard output, at most the cap.
+    pub stdout: Vec<u8>,
+    /// Standard error, at most the cap.
+    pub stderr: Vec<u8>,
+    /// The wall-clock limit was reached and the sandbox was killed.
+    pub timed_out: bool,
+    /// Output past the cap was discarded.
+    pub output_truncated: bool,
+    /// Wall-clock time from start to exit.
+    pub duration: Duration,
+}
+
+impl From<ExecOutcome> for ExecResponse {
+    fn from(o: ExecOutcome) -> Self {
+        Self {
+            exit_code: o.exit_code,
+            stdout: o.stdout,
+            stderr: o.stderr,
+            timed_out: o.timed_out,
+            output_truncated: o.output_truncated,
+            duration_ms: u64::try_from(o.duration.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// One output stream kept up to `cap` bytes; later bytes are counted and dropped, so the
+/// reader keeps draining and the process never blocks on a full pipe.
+#[derive(Debug, Clone)]
+pub struct CappedOutput {
+    cap: usize,
+    kept: Vec<u8>,
+    dropped: u64,
+}
+
+impl CappedOutput {
+    /// An empty buffer keeping at most `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            kept: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Appends `chunk`, keeping what fits.
+    pub fn push(&mut self, chunk: &[u8]) {
+        let room = self.cap.saturating_sub(self.kept.len());
+        let take = room.min(chunk.len());
+        self.kept.extend_from_slice(&chunk[..take]);
+        self.dropped += (chunk.len() - take) as u64;
+    }
+
+    /// Whether anything was dropped.
+    pub fn truncated(&self) -> bool {
+        self.dropped > 0
+    }
+
+    /// Bytes dropped past the cap.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The kept bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.kept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_up_to_the_cap() {
+        let mut out = CappedOutput::new(5);
+        out.push(b"abc");
+        assert!(!out.truncated());
+        out.push(b"defg");
+        out.push(b"hij");
+        assert!(out.truncated());
+        assert_eq!(out.dropped(), 5);
+        assert_eq!(out.into_bytes(), b"abcde");
+    }
+
+    #[test]
+    fn exact_fit_is_not_truncated() {
+        let mut out = CappedOutput::new(3);
+        out.push(b"abc");
+        out.push(b"");
+        assert!(!out.truncated());
+        assert_eq!(out.into_bytes(), b"abc");
+    }
+
+    #[test]
+    fn outcome_maps_to_the_wire() {
+        let resp = ExecResponse::from(ExecOutcome {
+            exit_code: -1,
+            stdout: b"o".to_vec(),
+            stderr: vec![],
+            timed_out: true,
+            output_truncated: false,
+            duration: Duration::from_millis(1500),
+        });
+        assert_eq!(resp.exit_code, -1);
+        assert!(resp.timed_out);
+        assert_eq!(resp.duration_ms, 1500);
+    }
+}

@@ -1,0 +1,178 @@
+//! Serving: settings from the config, the gRPC server behind the agent-credential check,
+//! the reaper at start, and a bounded drain at shutdown.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pincer_proto::v1::executor_service_server::ExecutorServiceServer;
+use pincer_runtime::config::validate::{DockerConfig, ExecToolConfig};
+use pincer_runtime::service_auth::{RequireCaller, ServiceName};
+use pincer_runtime::{Config, ProcessSecrets, Secret, SecretSource};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ExecutorError;
+use crate::docker::{DockerBackend, DockerSettings};
+use crate::grant::{Clock, SystemClock};
+use crate::plan::{ExecLimits, MAX_TIMEOUT};
+use crate::service::{ExecSwitch, ExecutorApi};
+use crate::workspace::{SandboxUser, Workspaces};
+
+/// Extra time, beyond the longest call, that shutdown waits for calls in flight.
+const DRAIN_SLACK: Duration = Duration::from_secs(15);
+/// Largest request accepted (a command is at most 64 KiB; the grant is small).
+const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Everything the executor needs, resolved (no secret references, no environment lookups).
+#[derive(Clone)]
+pub struct ExecutorSettings {
+    /// Host directory holding the agents' workspaces (`<root>/<agent_id>`).
+    pub workspace_root: PathBuf,
+    /// The credential agents present.
+    pub agent_credential: Secret,
+    /// `tools.exec`.
+    pub exec: ExecToolConfig,
+    /// `executor.docker`.
+    pub docker: DockerConfig,
+    /// The user sandboxes run as.
+    pub sandbox_user: SandboxUser,
+    /// The clock grants are checked against.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ExecutorSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutorSettings")
+            .field("workspace_root", &self.workspace_root)
+            .field("agent_credential", &self.agent_credential)
+            .field("exec", &self.exec)
+            .field("docker", &self.docker)
+            .field("sandbox_user", &self.sandbox_user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExecutorSettings {
+    /// Settings from the config; the agent credential is resolved through `secrets`.
+    pub fn from_config(
+        config: &Config,
+        workspace_root: PathBuf,
+        secrets: &dyn SecretSource,
+    ) -> Result<Self, ExecutorError> {
+        Ok(Self {
+            workspace_root,
+            agent_credential: config.services.credentials.agent.resolve(secrets)?,
+            exec: config.exec.clone(),
+            docker: config.executor.docker.clone(),
+            sandbox_user: SandboxUser::for_this_process(),
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
+/// `executor.workspaceRoot`, else `<state_dir>/workspaces`, else
+/// `$PINCER_STATE_DIR/workspaces` (or `~/.pincer/workspaces`).
+pub fn workspace_root(config: &Config, state_dir: Option<&Path>) -> Result<PathBuf, ExecutorError> {
+    if let Some(root) = &config.executor.workspace_root {
+        return Ok(root.clone());
+    }
+    let state = match state_dir {
+        Some(dir) => dir.to_owned(),
+        None => pincer_runtime::paths::state_dir(None)?,
+    };
+    Ok(state.join("workspaces"))
+}
+
+/// Runs the executor on `listener` until `shutdown`, with the workspace root from
+/// [`workspace_root`] and secrets from the process environment.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ExecutorError> {
+    let root = workspace_root(&config, None)?;
+    let settings = ExecutorSettings::from_config(&config, root, &ProcessSecrets)?;
+    serve(settings, listener, shutdown).await
+}
+
+/// Runs the executor with resolved settings: removes leftover sandboxes, serves
+/// `ExecutorService` to callers presenting the agent credential, and on `shutdown` stops
+/// accepting, lets calls in flight finish (bounded by the longest call plus a slack),
+/// then removes any container of this instance that is left.
+pub async fn serve(
+    settings: ExecutorSettings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ExecutorError> {
+    let backend = Arc::new(DockerBackend::new(DockerSettings::from_config(
+        &settings.docker,
+        &settings.exec,
+        settings.sandbox_user,
+    )));
+    match backend.reap_leftovers().await {
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot reach Docker at start; calls will fail with Unavailable until it is up")
+        }
+    }
+
+    let max_timeout = settings.exec.timeout.min(MAX_TIMEOUT);
+    let switch = if settings.exec.enabled {
+        ExecSwitch::Enabled
+    } else {
+        ExecSwitch::Disabled
+    };
+    let tasks = TaskTracker::new();
+    let api = ExecutorApi::new(
+        Arc::clone(&backend),
+        Workspaces::new(settings.workspace_root.clone(), settings.sandbox_user),
+        ExecLimits { max_timeout },
+        switch,
+        settings.clock,
+        tasks.clone(),
+    );
+    let auth = RequireCaller::new(vec![(ServiceName::Agent, settings.agent_credential)]);
+    let service = ExecutorServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let service = tonic::service::interceptor::InterceptedService::new(service, auth);
+    tracing::info!(
+        addr = ?listener.local_addr().ok(),
+        workspace_root = %settings.workspace_root.display(),
+        instance = backend.instance_id(),
+        "executor listening"
+    );
+
+    let stop = shutdown.clone();
+    let server = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            stop.cancelled().await;
+        });
+    let drain = max_timeout + DRAIN_SLACK;
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(drain).await;
+    };
+    let served = tokio::select! {
+        served = server => served,
+        () = deadline => {
+            tracing::warn!(?drain, "calls still in flight at the drain deadline; closing");
+            Ok(())
+        }
+    };
+
+    tasks.close();
+    if tokio::time::timeout(DRAIN_SLACK, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("sandbox tasks still running after the drain");
+    }
+    if let Err(e) = backend.reap_own().await {
+        tracing::warn!(error = %e, "cannot remove this executor's sandboxes at shutdown");
+    }
+    tracing::info!("executor stopped");
+    Ok(served?)
+}

@@ -1,0 +1,265 @@
+//! The executor as a gRPC service in-process on 127.0.0.1:0: caller authentication, grant
+//! checks, a real call through Docker, and draining at shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pincer_executor::{ExecutorError, ExecutorSettings, SandboxUser, SystemClock, serve};
+use pincer_proto::v1::executor_service_client::ExecutorServiceClient;
+use pincer_proto::v1::{ExecRequest, ExecResponse};
+use pincer_runtime::Secret;
+use pincer_runtime::secret::MapSecrets;
+use pincer_runtime::service_auth::{PresentCredential, ServiceName};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Interceptor;
+use tonic::{Code, Request, Status};
+
+const AGENT_SECRET: &str = "agent-credential-for-tests";
+
+struct Running {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: JoinHandle<Result<(), ExecutorError>>,
+    tmp: tempfile::TempDir,
+}
+
+fn settings(root: &Path) -> ExecutorSettings {
+    ExecutorSettings {
+        workspace_root: root.to_owned(),
+        agent_credential: Secret::new(AGENT_SECRET),
+        exec: exec_config(),
+        docker: docker_config(),
+        sandbox_user: SandboxUser::for_this_process(),
+        clock: Arc::new(SystemClock),
+    }
+}
+
+async fn start(tweak: impl FnOnce(&mut ExecutorSettings)) -> Running {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = settings(&tmp.path().join("workspaces"));
+    tweak(&mut s);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(serve(s, listener, shutdown.clone()));
+    Running {
+        addr,
+        shutdown,
+        handle,
+        tmp,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.handle)
+            .await
+            .expect("the server stops after shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Presents the agent credential, a wrong one, or none.
+#[derive(Clone)]
+struct Caller(Option<PresentCredential>);
+
+impl Interceptor for Caller {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        match &mut self.0 {
+            Some(present) => present.call(request),
+            None => Ok(request),
+        }
+    }
+}
+
+async fn call(
+    addr: SocketAddr,
+    credential: Option<&str>,
+    req: ExecRequest,
+) -> Result<ExecResponse, Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let caller = Caller(
+        credential.map(|c| PresentCredential::new(ServiceName::Agent, &Secret::new(c)).unwrap()),
+    );
+    let mut client = ExecutorServiceClient::with_interceptor(channel, caller);
+    client.exec(req).await.map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn refuses_callers_without_the_agent_credential() {
+    let _exclusive = REAP_LOCK.write().await;
+    let server = start(|_| {}).await;
+    for credential in [None, Some("wrong-credential")] {
+        let err = call(server.addr, credential, shell_request("true", 0))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{credential:?}: {err}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refuses_calls_the_grant_does_not_allow() {
+    let _exclusive = REAP_LOCK.write().await;
+    let server = start(|_| {}).await;
+    let mut req = shell_request("true", 0);
+    req.grant = Some(grant(&["web_fetch"]));
+    let err = call(server.addr, Some(AGENT_SECRET), req)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    assert!(err.message().contains("exec"));
+
+    let mut req = shell_request("true", 0);
+    req.grant = None;
+    let err = call(server.addr, Some(AGENT_SECRET), req)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+
+    let mut req = shell_request("true", 0);
+    let mut expired = grant(&["exec"]);
+    expired.expires_at_ms = now_ms() - 1;
+    req.grant = Some(expired);
+    let err = call(server.addr, Some(AGENT_SECRET), req)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+
+    let mut req = shell_request("true", 0);
+    req.cwd = "../other-agent".into();
+    let err = call(server.addr, Some(AGENT_SECRET), req)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn disabled_exec_is_refused_whatever_the_grant() {
+    let _exclusive = REAP_LOCK.write().await;
+    let server = start(|s| s.exec.enabled = false).await;
+    let err = call(server.addr, Some(AGENT_SECRET), shell_request("true", 0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn docker_down_is_unavailable() {
+    // Never reaches an engine, so it cannot disturb other tests' containers.
+    let server =
+        start(|s| s.docker.host = Some("unix:///nonexistent/pincer-test-docker.sock".into())).await;
+    let err = call(server.addr, Some(AGENT_SECRET), shell_request("true", 0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    assert!(err.message().contains("setup-docker.sh"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn runs_a_granted_call_from_the_agent() {
+    let _exclusive = REAP_LOCK.write().await;
+    let Some(()) = require_docker("runs_a_granted_call_from_the_agent").await else {
+        return;
+    };
+    let server = start(|_| {}).await;
+    let resp = call(
+        server.addr,
+        Some(AGENT_SECRET),
+        shell_request("echo hi > note.txt && cat note.txt", 0),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.exit_code, 0, "stderr: {}", text(&resp.stderr));
+    assert_eq!(text(&resp.stdout), "hi\n");
+    assert!(!resp.timed_out);
+    let note = server.tmp.path().join("workspaces/main/note.txt");
+    assert_eq!(std::fs::read_to_string(note).unwrap(), "hi\n");
+
+    // A timeout is a normal answer, not DEADLINE_EXCEEDED.
+    let resp = call(
+        server.addr,
+        Some(AGENT_SECRET),
+        shell_request("sleep 30", 500),
+    )
+    .await
+    .unwrap();
+    assert!(resp.timed_out);
+    assert_eq!(resp.exit_code, -1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_calls_in_flight_finish() {
+    let _exclusive = REAP_LOCK.write().await;
+    let Some(()) = require_docker("shutdown_lets_calls_in_flight_finish").await else {
+        return;
+    };
+    let server = start(|_| {}).await;
+    let addr = server.addr;
+    let in_flight = tokio::spawn(call(
+        addr,
+        Some(AGENT_SECRET),
+        shell_request("sleep 2; echo finished", 0),
+    ));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let stopping = Instant::now();
+    server.stop().await;
+    let resp = in_flight.await.unwrap().unwrap();
+    assert_eq!(text(&resp.stdout), "finished\n");
+    assert!(stopping.elapsed() < Duration::from_secs(15));
+    // Nothing listens any more.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[test]
+fn settings_come_from_the_config() {
+    let text = r#"{
+        models: { providers: { fake: { api: "openai-chat", baseUrl: "http://127.0.0.1:9/v1" } } },
+        agents: { defaults: { model: "fake/m" } },
+        tools: { exec: { timeoutSeconds: 12, maxOutputBytes: 4096 } },
+        executor: { docker: { pidsLimit: 32 } },
+    }"#;
+    let config = pincer_runtime::config::parse_config(text, "test").unwrap();
+    let mut secrets = MapSecrets::default();
+    secrets
+        .env
+        .insert("PINCER_AGENT_CREDENTIAL".into(), "from-env".into());
+    let root = pincer_executor::workspace_root(&config, Some(Path::new("/state"))).unwrap();
+    assert_eq!(root, Path::new("/state/workspaces"));
+    let s = ExecutorSettings::from_config(&config, root, &secrets).unwrap();
+    assert!(s.agent_credential.matches(b"from-env"));
+    assert_eq!(s.exec.timeout, Duration::from_secs(12));
+    assert_eq!(s.docker.pids_limit, 32);
+    assert_ne!(s.sandbox_user.uid, 0);
+
+    let missing = ExecutorSettings::from_config(&config, "/x".into(), &MapSecrets::default());
+    assert!(matches!(missing, Err(ExecutorError::Credential(_))));
+
+    let with_root = pincer_runtime::config::parse_config(
+        &text.replace("executor: {", "executor: { workspaceRoot: \"/srv/ws\","),
+        "test",
+    )
+    .unwrap();
+    assert_eq!(
+        pincer_executor::workspace_root(&with_root, Some(Path::new("/state"))).unwrap(),
+        Path::new("/srv/ws")
+    );
+}
