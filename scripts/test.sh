@@ -31,10 +31,18 @@ if [ "${PINCER_SKIP_DOCKER:-0}" != 1 ]; then
 fi
 tier "format" cargo fmt --all --check
 tier "lint (clippy -D warnings)" cargo clippy --workspace --all-targets --locked -- -D warnings
-tier "unit + service + e2e (cargo test)" cargo test --workspace --locked --no-fail-fast
+tier "build (service binaries)" cargo build --workspace --bins --locked
+if [ "${PINCER_SKIP_DOCKER:-0}" != 1 ]; then
+  tier "sandbox image" bash images/sandbox/build.sh
+fi
+tier "unit + service + real-peer + e2e via pincer up (cargo test)" cargo test --workspace --locked --no-fail-fast
+if [ "${PINCER_SKIP_DOCKER:-0}" != 1 ]; then
+  tier "images (offline build)" bash scripts/build-images.sh
+  tier "e2e via docker compose" python3 tests/compose/test_compose.py
+fi
 
 echo
 echo "=== summary ($(( $(date +%s) - start ))s)"
 printf '%s\n' "${summary[@]}"
-echo "$passed passed, $failed failed"
+echo "tiers: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
