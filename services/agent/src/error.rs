@@ -36,7 +36,9 @@ pub enum AgentError {
     #[error(transparent)]
     Provider(#[from] ProviderError),
     /// A peer's URL is not usable for gRPC.
-    #[error("services.{service}.url {url:?} cannot be used for gRPC: {source}; use http://HOST:PORT")]
+    #[error(
+        "services.{service}.url {url:?} cannot be used for gRPC: {source}; use http://HOST:PORT"
+    )]
     Endpoint {
         /// `gateway` or `executor`.
         service: &'static str,

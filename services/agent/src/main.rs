@@ -18,7 +18,9 @@ async fn main() -> ExitCode {
     let listener = match TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("pincer-agent: cannot listen on {addr}: {e}; free the port or change services.agent.listen");
+            eprintln!(
+                "pincer-agent: cannot listen on {addr}: {e}; free the port or change services.agent.listen"
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -40,12 +40,13 @@ impl AgentSecrets {
         };
         let credentials = &config.services.credentials;
         let provider_id = &config.agent.model.provider;
-        let provider = config
-            .providers
-            .get(provider_id)
-            .ok_or_else(|| AgentError::UnknownProvider {
-                provider: provider_id.clone(),
-            })?;
+        let provider =
+            config
+                .providers
+                .get(provider_id)
+                .ok_or_else(|| AgentError::UnknownProvider {
+                    provider: provider_id.clone(),
+                })?;
         let provider_api_key = provider
             .api_key
             .as_ref()
@@ -90,14 +91,17 @@ pub struct Agent {
 impl Agent {
     /// Builds the agent with already-resolved secrets. Connections to the gateway and the
     /// executor are made lazily, on first use.
-    pub fn new(config: &Config, secrets: AgentSecrets, options: AgentOptions) -> Result<Self, AgentError> {
+    pub fn new(
+        config: &Config,
+        secrets: AgentSecrets,
+        options: AgentOptions,
+    ) -> Result<Self, AgentError> {
         let model_ref = &config.agent.model;
-        let provider = config
-            .providers
-            .get(&model_ref.provider)
-            .ok_or_else(|| AgentError::UnknownProvider {
+        let provider = config.providers.get(&model_ref.provider).ok_or_else(|| {
+            AgentError::UnknownProvider {
                 provider: model_ref.provider.clone(),
-            })?;
+            }
+        })?;
         let model = model_client(ProviderSettings {
             id: model_ref.provider.clone(),
             api: provider.api,
@@ -136,7 +140,11 @@ impl Agent {
     /// Serves `AgentService` on `listener` until `shutdown` is cancelled, then stops
     /// accepting and lets running turns finish for at most the drain timeout; turns still
     /// running after that are cancelled.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), AgentError> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), AgentError> {
         let addr = listener.local_addr().ok();
         let service = AgentServiceServer::with_interceptor(
             AgentGrpc::new(Arc::clone(&self.shared)),
@@ -154,7 +162,10 @@ impl Agent {
             result = &mut server => return result.map_err(AgentError::Serve),
             () = shutdown.cancelled() => {}
         }
-        tracing::info!(drain_timeout_s = self.drain_timeout.as_secs(), "shutting down; draining turns");
+        tracing::info!(
+            drain_timeout_s = self.drain_timeout.as_secs(),
+            "shutting down; draining turns"
+        );
         match tokio::time::timeout(self.drain_timeout, &mut server).await {
             Ok(result) => result.map_err(AgentError::Serve),
             Err(_elapsed) => {
@@ -171,11 +182,12 @@ impl Agent {
 }
 
 fn lazy_channel(service: &'static str, url: &str) -> Result<Channel, AgentError> {
-    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|source| AgentError::Endpoint {
-        service,
-        url: url.to_owned(),
-        source,
-    })?;
+    let endpoint =
+        Endpoint::from_shared(url.to_owned()).map_err(|source| AgentError::Endpoint {
+            service,
+            url: url.to_owned(),
+            source,
+        })?;
     Ok(endpoint
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
@@ -184,7 +196,11 @@ fn lazy_channel(service: &'static str, url: &str) -> Result<Channel, AgentError>
 
 /// Runs the agent: resolves its secrets from the process environment and files, then
 /// serves on `listener` until `shutdown` is cancelled (see [`Agent::serve`]).
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), AgentError> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
     let secrets = AgentSecrets::resolve(&config, &ProcessSecrets)?;
     run_with_secrets(config, secrets, listener, shutdown).await
 }

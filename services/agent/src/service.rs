@@ -84,7 +84,11 @@ impl AgentService for AgentGrpc {
 }
 
 impl AgentShared {
-    async fn serve_turn(&self, request: RunTurnRequest, tx: mpsc::Sender<Result<TurnEvent, Status>>) {
+    async fn serve_turn(
+        &self,
+        request: RunTurnRequest,
+        tx: mpsc::Sender<Result<TurnEvent, Status>>,
+    ) {
         let guard = Guard::new(&tx, &self.stop);
         match self.turn(request, &guard).await {
             Ok(()) => tracing::info!("turn finished"),

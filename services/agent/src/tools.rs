@@ -60,8 +60,9 @@ pub struct ExecArgs {
 impl ExecArgs {
     /// Parses the model's JSON; the error is shown to the model so it can correct itself.
     pub fn parse(arguments_json: &str) -> Result<Self, String> {
-        let value: Value = serde_json::from_str(arguments_json)
-            .map_err(|e| format!("the arguments are not valid JSON ({e}); send {{\"command\": \"...\"}}"))?;
+        let value: Value = serde_json::from_str(arguments_json).map_err(|e| {
+            format!("the arguments are not valid JSON ({e}); send {{\"command\": \"...\"}}")
+        })?;
         let Value::Object(map) = value else {
             return Err("the arguments must be a JSON object: {\"command\": \"...\"}".to_owned());
         };
@@ -85,7 +86,11 @@ impl ExecArgs {
                 let max = MAX_EXEC_TIMEOUT.as_secs();
                 match v.as_f64() {
                     Some(s) if (1.0..=max as f64).contains(&s) => Some(Duration::from_secs_f64(s)),
-                    _ => return Err(format!("\"timeout_seconds\" must be a number from 1 to {max}")),
+                    _ => {
+                        return Err(format!(
+                            "\"timeout_seconds\" must be a number from 1 to {max}"
+                        ));
+                    }
                 }
             }
         };
@@ -94,7 +99,10 @@ impl ExecArgs {
 
     /// The executor request; the grant is forwarded untouched.
     pub fn into_request(self, grant: Option<TurnGrant>, default_timeout: Duration) -> ExecRequest {
-        let timeout = self.timeout.unwrap_or(default_timeout).min(MAX_EXEC_TIMEOUT);
+        let timeout = self
+            .timeout
+            .unwrap_or(default_timeout)
+            .min(MAX_EXEC_TIMEOUT);
         ExecRequest {
             grant,
             command: Some(exec_request::Command::Shell(self.command)),
@@ -220,7 +228,11 @@ mod tests {
         };
         let (text, ok) = render_exec_response(&response, 5);
         assert!(!ok);
-        assert!(text.starts_with("exit code: 2 (7 ms)\n--- stdout ---\néé\n[… 16 more bytes not shown]"));
+        assert!(
+            text.starts_with(
+                "exit code: 2 (7 ms)\n--- stdout ---\néé\n[… 16 more bytes not shown]"
+            )
+        );
         assert!(text.contains("--- stderr ---\nboom\n"));
         assert!(text.contains("timed out"));
         assert!(text.contains("cut the output"));

@@ -14,8 +14,8 @@
 use std::collections::HashSet;
 
 use crate::model::{
-    Message, ModelRequest, ModelResponse, StreamMode, TokenUsage, ToolCall,
-    ToolDefinition, ToolResult,
+    Message, ModelRequest, ModelResponse, StreamMode, TokenUsage, ToolCall, ToolDefinition,
+    ToolResult,
 };
 
 /// Bounds and shape of one turn.

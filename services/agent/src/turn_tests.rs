@@ -112,8 +112,11 @@ fn history_then_user_text_then_final() {
 #[test]
 fn tool_round_trip_feeds_results_back_in_call_order() {
     let mut turn = Turn::new(setup(4, &["exec"]), vec![], "list files".into());
-    turn.on_model_response(answer("", &[("a", "exec"), ("b", "browser"), ("c", "exec")]))
-        .unwrap();
+    turn.on_model_response(answer(
+        "",
+        &[("a", "exec"), ("b", "browser"), ("c", "exec")],
+    ))
+    .unwrap();
     let Action::RunTools(planned) = turn.next_action() else {
         panic!("expected tools");
     };
@@ -145,7 +148,8 @@ fn tool_round_trip_feeds_results_back_in_call_order() {
 #[test]
 fn iteration_limit_finishes_with_a_clear_text_and_skips_unusable_tools() {
     let mut turn = Turn::new(setup(2, &["exec"]), vec![], "loop".into());
-    turn.on_model_response(answer("", &[("x", "exec")])).unwrap();
+    turn.on_model_response(answer("", &[("x", "exec")]))
+        .unwrap();
     turn.on_tool_results(vec![ok_result("x")]).unwrap();
     turn.on_model_response(answer("still going", &[("x", "exec")]))
         .unwrap();
@@ -178,7 +182,11 @@ fn missing_and_duplicate_ids_are_replaced() {
 fn arb_response() -> impl Strategy<Value = ModelResponse> {
     let call = (
         prop_oneof![Just(String::new()), "[a-c]{1,2}"],
-        prop_oneof![Just("exec".to_owned()), Just("other".to_owned()), Just(String::new())],
+        prop_oneof![
+            Just("exec".to_owned()),
+            Just("other".to_owned()),
+            Just(String::new())
+        ],
     );
     (
         "[a-z ]{0,8}",

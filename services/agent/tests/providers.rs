@@ -16,7 +16,9 @@ use pincer_agent::providers::{ProviderError, ProviderSettings, RetryPolicy, mode
 use pincer_runtime::Secret;
 use pincer_runtime::config::raw::ProviderApi;
 use serde_json::json;
-use support::llm::{Reply, ScriptedLlm, anthropic_sse, openai_exec_stream, openai_sse, openai_text_stream};
+use support::llm::{
+    Reply, ScriptedLlm, anthropic_sse, openai_exec_stream, openai_sse, openai_text_stream,
+};
 
 const KEY: &str = "sk-test-secret-9c1d";
 
@@ -74,7 +76,8 @@ async fn openai_json_with_tool_call() {
         "usage": {"prompt_tokens": 9, "completion_tokens": 5}
     }))])
     .await;
-    let (result, deltas) = complete(&*client(&llm, ProviderApi::OpenAiChat), StreamMode::Whole).await;
+    let (result, deltas) =
+        complete(&*client(&llm, ProviderApi::OpenAiChat), StreamMode::Whole).await;
     let response = result.unwrap();
     assert_eq!(deltas, vec!["On it."]);
     assert_eq!(response.stop_reason, StopReason::ToolUse);
@@ -82,10 +85,16 @@ async fn openai_json_with_tool_call() {
     assert_eq!(response.usage.input_tokens, 9);
     let sent = &llm.requests()[0];
     assert_eq!(sent.path, "/v1/chat/completions");
-    assert_eq!(sent.headers["authorization"], format!("Bearer {KEY}").as_str());
+    assert_eq!(
+        sent.headers["authorization"],
+        format!("Bearer {KEY}").as_str()
+    );
     assert_eq!(sent.body["model"], "m-1");
     assert_eq!(sent.body["max_tokens"], 77);
-    assert_eq!(sent.body["messages"][0], json!({"role": "system", "content": "sys"}));
+    assert_eq!(
+        sent.body["messages"][0],
+        json!({"role": "system", "content": "sys"})
+    );
     assert_eq!(sent.body["tools"][0]["function"]["name"], "exec");
     assert!(sent.body.get("stream").is_none());
 }
@@ -113,7 +122,10 @@ async fn openai_sse_streams_text_and_assembles_tool_calls() {
     assert!(deltas.is_empty());
     assert_eq!(response.tool_calls.len(), 1);
     assert_eq!(response.tool_calls[0].id, "call_9");
-    assert_eq!(response.tool_calls[0].arguments_json, r#"{"command":"uname -a"}"#);
+    assert_eq!(
+        response.tool_calls[0].arguments_json,
+        r#"{"command":"uname -a"}"#
+    );
 }
 
 fn anthropic_stream(text: &str, tool_json: Option<&str>) -> Vec<String> {
@@ -135,7 +147,11 @@ fn anthropic_stream(text: &str, tool_json: Option<&str>) -> Vec<String> {
             json!({"type": "content_block_stop", "index": 1}),
         ]);
     }
-    let stop = if tool_json.is_some() { "tool_use" } else { "end_turn" };
+    let stop = if tool_json.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
     events.push(json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 12}}));
     events.push(json!({"type": "message_stop"}));
     anthropic_sse(&events)
@@ -156,7 +172,10 @@ async fn anthropic_json_and_sse() {
     let (result, deltas) = complete(&*client, StreamMode::Whole).await;
     let response = result.unwrap();
     assert_eq!(deltas, vec!["Sure."]);
-    assert_eq!(response.tool_calls[0].arguments_json, r#"{"command":"pwd"}"#);
+    assert_eq!(
+        response.tool_calls[0].arguments_json,
+        r#"{"command":"pwd"}"#
+    );
     let sent = &llm.requests()[0];
     assert_eq!(sent.path, "/v1/messages");
     assert_eq!(sent.headers["x-api-key"], KEY);
@@ -164,13 +183,19 @@ async fn anthropic_json_and_sse() {
     assert!(sent.headers.get("authorization").is_none());
     assert_eq!(sent.body["system"], "sys");
     assert_eq!(sent.body["max_tokens"], 77);
-    assert_eq!(sent.body["tools"][0]["input_schema"], json!({"type": "object"}));
+    assert_eq!(
+        sent.body["tools"][0]["input_schema"],
+        json!({"type": "object"})
+    );
 
     let (result, deltas) = complete(&*client, StreamMode::Streamed).await;
     let response = result.unwrap();
     assert_eq!(deltas, vec!["Checking ", "the ", "disk "]);
     assert_eq!(response.stop_reason, StopReason::ToolUse);
-    assert_eq!(response.tool_calls[0].arguments_json, r#"{"command":"df -h"}"#);
+    assert_eq!(
+        response.tool_calls[0].arguments_json,
+        r#"{"command":"df -h"}"#
+    );
     assert_eq!(response.usage.input_tokens, 25);
     assert_eq!(response.usage.output_tokens, 12);
     assert_eq!(llm.requests()[1].body["stream"], true);
@@ -179,7 +204,11 @@ async fn anthropic_json_and_sse() {
 #[tokio::test]
 async fn rate_limit_with_retry_after_then_success() {
     let limited = |header: &'static str, value: &str| {
-        Reply::status(429, vec![(header, value.to_owned())], json!({"error": {"message": "slow down"}}))
+        Reply::status(
+            429,
+            vec![(header, value.to_owned())],
+            json!({"error": {"message": "slow down"}}),
+        )
     };
     let llm = ScriptedLlm::start(vec![
         limited("retry-after-ms", "40"),
@@ -188,22 +217,43 @@ async fn rate_limit_with_retry_after_then_success() {
     ])
     .await;
     let started = Instant::now();
-    let (result, _) = complete(&*client(&llm, ProviderApi::OpenAiChat), StreamMode::Streamed).await;
+    let (result, _) = complete(
+        &*client(&llm, ProviderApi::OpenAiChat),
+        StreamMode::Streamed,
+    )
+    .await;
     assert_eq!(result.unwrap().text, "ok");
     assert_eq!(llm.requests().len(), 3);
-    assert!(started.elapsed() >= Duration::from_millis(1000), "retry-after was not honoured");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "retry-after was not honoured"
+    );
 }
 
 #[tokio::test]
 async fn server_errors_twice_then_success_and_anthropic_overload() {
     let failing = |status| Reply::status(status, vec![], json!({"error": {"message": "oops"}}));
-    let llm = ScriptedLlm::start(vec![failing(500), failing(502), Reply::sse(openai_text_stream("fine"))]).await;
-    let (result, _) = complete(&*client(&llm, ProviderApi::OpenAiChat), StreamMode::Streamed).await;
+    let llm = ScriptedLlm::start(vec![
+        failing(500),
+        failing(502),
+        Reply::sse(openai_text_stream("fine")),
+    ])
+    .await;
+    let (result, _) = complete(
+        &*client(&llm, ProviderApi::OpenAiChat),
+        StreamMode::Streamed,
+    )
+    .await;
     assert_eq!(result.unwrap().text, "fine");
     assert_eq!(llm.requests().len(), 3);
 
-    let overloaded = Reply::status(529, vec![], json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}));
-    let llm = ScriptedLlm::start(vec![overloaded, Reply::sse(anthropic_stream("done", None))]).await;
+    let overloaded = Reply::status(
+        529,
+        vec![],
+        json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+    );
+    let llm =
+        ScriptedLlm::start(vec![overloaded, Reply::sse(anthropic_stream("done", None))]).await;
     let (result, _) = complete(&*client(&llm, ProviderApi::Anthropic), StreamMode::Streamed).await;
     assert_eq!(result.unwrap().text, "done");
     assert_eq!(llm.requests().len(), 2);
@@ -218,7 +268,11 @@ async fn retries_are_bounded() {
     assert_eq!(llm.requests().len(), 4);
     assert!(err.contains("503") && err.contains("4 attempt"), "{err}");
 
-    let too_long = Reply::status(429, vec![("retry-after", "3600".into())], json!({"error": {"message": "quota"}}));
+    let too_long = Reply::status(
+        429,
+        vec![("retry-after", "3600".into())],
+        json!({"error": {"message": "quota"}}),
+    );
     let llm = ScriptedLlm::start(vec![too_long]).await;
     let (result, _) = complete(&*client(&llm, ProviderApi::OpenAiChat), StreamMode::Whole).await;
     let err = result.unwrap_err().to_string();
@@ -230,7 +284,11 @@ async fn retries_are_bounded() {
 async fn bad_request_fails_at_once_with_the_providers_message_and_no_key() {
     let body = json!({"error": {"message": format!("model m-1 does not exist (key {KEY})"), "type": "invalid_request_error"}});
     let llm = ScriptedLlm::start(vec![Reply::status(400, vec![], body)]).await;
-    let (result, _) = complete(&*client(&llm, ProviderApi::OpenAiChat), StreamMode::Streamed).await;
+    let (result, _) = complete(
+        &*client(&llm, ProviderApi::OpenAiChat),
+        StreamMode::Streamed,
+    )
+    .await;
     let err = result.unwrap_err();
     let text = format!("{err} {err:?}");
     assert_eq!(llm.requests().len(), 1);
@@ -244,17 +302,26 @@ async fn dropped_stream_after_output_fails_before_output_is_retried() {
     let mut first = openai_text_stream("partial answer here");
     first.truncate(2);
     let llm = ScriptedLlm::start(vec![Reply::broken_sse(first)]).await;
-    let (result, deltas) = complete(&*client(&llm, ProviderApi::OpenAiChat), StreamMode::Streamed).await;
+    let (result, deltas) = complete(
+        &*client(&llm, ProviderApi::OpenAiChat),
+        StreamMode::Streamed,
+    )
+    .await;
     assert_eq!(deltas, vec!["partial ", "answer "]);
     assert!(result.is_err());
-    assert_eq!(llm.requests().len(), 1, "must not retry once text was shown");
+    assert_eq!(
+        llm.requests().len(),
+        1,
+        "must not retry once text was shown"
+    );
 
     let llm = ScriptedLlm::start(vec![
         Reply::broken_sse(vec![]),
         Reply::sse(anthropic_stream("recovered", None)),
     ])
     .await;
-    let (result, deltas) = complete(&*client(&llm, ProviderApi::Anthropic), StreamMode::Streamed).await;
+    let (result, deltas) =
+        complete(&*client(&llm, ProviderApi::Anthropic), StreamMode::Streamed).await;
     assert_eq!(result.unwrap().text, "recovered");
     assert_eq!(deltas, vec!["recovered"]);
     assert_eq!(llm.requests().len(), 2);
@@ -263,6 +330,13 @@ async fn dropped_stream_after_output_fails_before_output_is_retried() {
     let mut cut = openai_sse(&[json!({"choices": [{"index": 0, "delta": {"content": "x"}}]})]);
     cut.pop();
     let llm = ScriptedLlm::start(vec![Reply::sse(cut)]).await;
-    let (result, _) = complete(&*client(&llm, ProviderApi::OpenAiChat), StreamMode::Streamed).await;
-    assert!(matches!(result, Err(ProviderError::Protocol { .. })), "{result:?}");
+    let (result, _) = complete(
+        &*client(&llm, ProviderApi::OpenAiChat),
+        StreamMode::Streamed,
+    )
+    .await;
+    assert!(
+        matches!(result, Err(ProviderError::Protocol { .. })),
+        "{result:?}"
+    );
 }

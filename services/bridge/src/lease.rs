@@ -64,13 +64,17 @@ pub enum Assigned {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// No live lease for the account.
-    #[error("this bridge replica holds no live lease for {account}; the gateway should route it to the current holder")]
+    #[error(
+        "this bridge replica holds no live lease for {account}; the gateway should route it to the current holder"
+    )]
     NoLease {
         /// The account.
         account: AccountKey,
     },
     /// The delivery carries another token than the current lease.
-    #[error("stale lease for {account}: the delivery carries fencing token {presented}, the current lease has {current}")]
+    #[error(
+        "stale lease for {account}: the delivery carries fencing token {presented}, the current lease has {current}"
+    )]
     StaleLease {
         /// The account.
         account: AccountKey,
@@ -183,28 +187,51 @@ mod tests {
     fn leases_start_renew_and_expire() {
         let mut t = LeaseTable::default();
         let t0 = Instant::now();
-        assert_eq!(t.assign(&assignment(3, 1_030_000), t0, 1_000_000), Assigned::Started);
+        assert_eq!(
+            t.assign(&assignment(3, 1_030_000), t0, 1_000_000),
+            Assigned::Started
+        );
         assert_eq!(t.live(&key(), t0), Some(3));
         let t10 = t0 + Duration::from_secs(10);
-        assert_eq!(t.assign(&assignment(3, 1_040_000), t10, 1_010_000), Assigned::Renewed);
+        assert_eq!(
+            t.assign(&assignment(3, 1_040_000), t10, 1_010_000),
+            Assigned::Renewed
+        );
         assert_eq!(t.next_expiry(), Some(t10 + Duration::from_secs(30)));
-        assert_eq!(t.assign(&assignment(2, 1_090_000), t10, 1_010_000), Assigned::Ignored);
+        assert_eq!(
+            t.assign(&assignment(2, 1_090_000), t10, 1_010_000),
+            Assigned::Ignored
+        );
         let late = t10 + Duration::from_secs(31);
         assert_eq!(t.live(&key(), late), None);
         assert_eq!(t.expire(late), vec![key()]);
         assert_eq!(t.next_expiry(), None);
-        assert_eq!(t.assign(&assignment(4, 5), late, 10), Assigned::Ignored, "already expired");
+        assert_eq!(
+            t.assign(&assignment(4, 5), late, 10),
+            Assigned::Ignored,
+            "already expired"
+        );
     }
 
     #[test]
     fn deliveries_need_the_current_token() {
         let mut t = LeaseTable::default();
         let now = Instant::now();
-        assert!(matches!(t.check(&key(), 1, now), Err(Refusal::NoLease { .. })));
+        assert!(matches!(
+            t.check(&key(), 1, now),
+            Err(Refusal::NoLease { .. })
+        ));
         t.assign(&assignment(7, 60_000), now, 0);
         assert_eq!(t.check(&key(), 7, now), Ok(()));
         let err = t.check(&key(), 6, now).unwrap_err();
         assert!(err.to_string().contains("stale lease"));
-        assert!(matches!(err, Refusal::StaleLease { presented: 6, current: 7, .. }));
+        assert!(matches!(
+            err,
+            Refusal::StaleLease {
+                presented: 6,
+                current: 7,
+                ..
+            }
+        ));
     }
 }

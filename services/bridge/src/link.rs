@@ -101,7 +101,9 @@ impl Link {
                         AttemptError::Unauthenticated(_) | AttemptError::Refused(_) => {
                             tracing::error!(error = %error, wait_ms, "gateway link failed; reconnecting");
                         }
-                        _ => tracing::warn!(error = %error, wait_ms, "gateway link failed; reconnecting"),
+                        _ => {
+                            tracing::warn!(error = %error, wait_ms, "gateway link failed; reconnecting")
+                        }
                     }
                     tokio::select! {
                         () = shutdown.cancelled() => break,

@@ -126,9 +126,12 @@ pub enum QueueError {
     /// No adapter serves the account.
     #[error("this bridge replica does not serve the account")]
     UnknownAccount,
-    /// The account's queue is full or stopped.
-    #[error("the bridge's outbound queue for the account is full or shutting down; retry later")]
+    /// The account's queue is full.
+    #[error("the bridge's outbound queue for the account is full; retry later")]
     Busy,
+    /// The bridge is shutting down.
+    #[error("the bridge is shutting down; retry on another replica or after the restart")]
+    Stopped,
 }
 
 impl Outbox {
@@ -168,7 +171,10 @@ impl Outbox {
     /// Queues a delivery for its account's worker.
     pub fn enqueue(&self, account: &AccountKey, delivery: Delivery) -> Result<(), QueueError> {
         let queue = self.queues.get(account).ok_or(QueueError::UnknownAccount)?;
-        queue.try_send(delivery).map_err(|_| QueueError::Busy)
+        queue.try_send(delivery).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => QueueError::Busy,
+            mpsc::error::TrySendError::Closed(_) => QueueError::Stopped,
+        })
     }
 
     /// Stops taking work, lets each worker finish the send in progress (up to `deadline`),
@@ -294,7 +300,10 @@ mod tests {
             platform_message_ids: vec!["1:2".into()],
         };
         let r = ledger.record("d", ledger.already_sent("d"), Ok(refs));
-        assert_eq!(r.platform_message_ids, vec!["1:1".to_owned(), "1:2".to_owned()]);
+        assert_eq!(
+            r.platform_message_ids,
+            vec!["1:1".to_owned(), "1:2".to_owned()]
+        );
         let r = ledger.record("e", Vec::new(), Err(failure(&[], false)));
         assert!(!r.retryable);
         assert_eq!(ledger.completed("e"), Some(r));
@@ -307,7 +316,11 @@ mod tests {
             ledger.record(&i.to_string(), Vec::new(), Ok(SentRefs::default()));
         }
         assert!(ledger.completed("0").is_none());
-        assert!(ledger.completed(&(LEDGER_CAPACITY + 4).to_string()).is_some());
+        assert!(
+            ledger
+                .completed(&(LEDGER_CAPACITY + 4).to_string())
+                .is_some()
+        );
         assert_eq!(ledger.entries.len(), LEDGER_CAPACITY);
     }
 }

@@ -126,7 +126,14 @@ pub async fn run_session(
         };
         match frame.kind {
             Some(Down::Lease(lease)) => {
-                on_lease(&lease, &mut leases, &mut pumps, adapters, &inbound_tx, pump_backoff);
+                on_lease(
+                    &lease,
+                    &mut leases,
+                    &mut pumps,
+                    adapters,
+                    &inbound_tx,
+                    pump_backoff,
+                );
             }
             Some(Down::InboundAck(ack)) => {
                 let key = AccountKey::of(ack.account.as_ref());
@@ -137,7 +144,12 @@ pub async fn run_session(
             }
             Some(Down::Delivery(delivery)) => {
                 if let Some(receipt) = on_delivery(delivery, &leases, outbox)
-                    && up.send(BridgeUp { kind: Some(Up::Receipt(receipt)) }).await.is_err()
+                    && up
+                        .send(BridgeUp {
+                            kind: Some(Up::Receipt(receipt)),
+                        })
+                        .await
+                        .is_err()
                 {
                     break SessionEnd::Closed;
                 }
@@ -157,7 +169,9 @@ pub async fn run_session(
                             }
                         });
                     }
-                    _ => tracing::debug!(account = %key, "typing for an account without a lease; ignored"),
+                    _ => {
+                        tracing::debug!(account = %key, "typing for an account without a lease; ignored")
+                    }
                 }
             }
             None => tracing::debug!("empty frame from the gateway; ignored"),
@@ -171,7 +185,11 @@ pub async fn run_session(
     if matches!(end, SessionEnd::Shutdown) {
         outbox.drain(drain_timeout).await;
         while let Ok(receipt) = receipts.try_recv() {
-            let _closed = up.send(BridgeUp { kind: Some(Up::Receipt(receipt)) }).await;
+            let _closed = up
+                .send(BridgeUp {
+                    kind: Some(Up::Receipt(receipt)),
+                })
+                .await;
         }
     }
     // Dropping `pending` here nacks whatever the gateway did not acknowledge.
@@ -216,14 +234,24 @@ fn on_lease(
 }
 
 /// Returns the receipt to send now, if the delivery is answered without a send.
-fn on_delivery(delivery: Delivery, leases: &LeaseTable, outbox: &Outbox) -> Option<DeliveryReceipt> {
+fn on_delivery(
+    delivery: Delivery,
+    leases: &LeaseTable,
+    outbox: &Outbox,
+) -> Option<DeliveryReceipt> {
     if let Some(done) = outbox.completed(&delivery.delivery_id) {
         return Some(done);
     }
     let key = AccountKey::of(delivery.account.as_ref());
     if let Err(refusal) = leases.check(&key, delivery.fencing_token, Instant::now()) {
         tracing::warn!(delivery_id = %delivery.delivery_id, %refusal, "delivery refused");
-        return Some(receipt(&delivery.delivery_id, false, Vec::new(), refusal.to_string(), true));
+        return Some(receipt(
+            &delivery.delivery_id,
+            false,
+            Vec::new(),
+            refusal.to_string(),
+            true,
+        ));
     }
     let id = delivery.delivery_id.clone();
     match outbox.enqueue(&key, delivery) {

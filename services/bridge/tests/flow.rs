@@ -49,7 +49,11 @@ async fn direct_and_group_messages_reach_the_gateway_normalised() {
 
     stack
         .telegram
-        .inject_message(InjectMessage::supergroup(-100_777, 43, "@pincer_bot what's up"))
+        .inject_message(InjectMessage::supergroup(
+            -100_777,
+            43,
+            "@pincer_bot what's up",
+        ))
         .unwrap();
     let g = stack.gateway.wait_inbound(2).await.remove(1);
     assert_eq!(g.chat_kind, ChatKind::Group as i32);
@@ -101,7 +105,10 @@ async fn offset_is_confirmed_only_after_the_gateway_ack() {
     assert_eq!(third.platform_message_id, first.platform_message_id);
     let deadline = Instant::now() + WAIT;
     while telegram.confirmed_offset() <= update_id {
-        assert!(Instant::now() < deadline, "offset never confirmed after the ack");
+        assert!(
+            Instant::now() < deadline,
+            "offset never confirmed after the ack"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bridge.stop().await;
@@ -140,7 +147,10 @@ async fn a_long_delivery_is_sent_in_utf16_sized_chunks_replying_first() {
         .collect();
     let got: Vec<&str> = sent.iter().map(|m| m.text.as_str()).collect();
     assert!(got == expected, "the chunks arrived changed");
-    assert!(sent[1].text.starts_with('😀'), "the emoji was split or moved");
+    assert!(
+        sent[1].text.starts_with('😀'),
+        "the emoji was split or moved"
+    );
     let reply_message_id: i64 = reply_to.split_once(':').unwrap().1.parse().unwrap();
     assert_eq!(sent[0].reply_to, Some(reply_message_id));
     assert_eq!(sent[1].reply_to, None);
@@ -243,4 +253,45 @@ async fn typing_becomes_send_chat_action() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stack.bridge.stop().await;
+}
+
+#[tokio::test]
+async fn polling_stops_when_the_lease_expires_and_resumes_with_a_new_one() {
+    let telegram = pincer_testkit::telegram::FakeTelegram::start(common::telegram_options(TOKEN))
+        .await
+        .unwrap();
+    let gateway = common::FakeGateway::start(common::CREDENTIAL).await;
+    gateway.set_lease_ttl(Duration::from_millis(800));
+    let bridge = RunningBridge::start(
+        settings(&gateway.url(), common::CREDENTIAL),
+        telegram_settings(&telegram, TOKEN),
+    );
+    gateway.wait_hellos(1).await;
+    telegram
+        .inject_message(InjectMessage::private(42, "while leased"))
+        .unwrap();
+    gateway.wait_inbound(1).await;
+
+    // No renewal: after expiry the message stays at Telegram.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    telegram
+        .inject_message(InjectMessage::private(42, "while not leased"))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(gateway.inbound().len(), 1, "polled without a lease");
+    // Deliveries need a live lease too.
+    gateway
+        .deliver("d-nolease", "42", "hello?", "", LEASE_TOKEN)
+        .await;
+    let refused = gateway.wait_receipts("d-nolease", 1).await.remove(0);
+    assert!(!refused.ok && refused.retryable, "{refused:?}");
+
+    // A new lease (newer token): polling resumes and the message arrives stamped with it.
+    gateway
+        .grant_lease(LEASE_TOKEN + 1, Duration::from_secs(30))
+        .await;
+    let inbound = gateway.wait_inbound(2).await;
+    assert_eq!(inbound[1].text, "while not leased");
+    assert_eq!(inbound[1].fencing_token, LEASE_TOKEN + 1);
+    bridge.stop().await;
 }

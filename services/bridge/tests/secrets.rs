@@ -113,7 +113,9 @@ async fn the_bot_token_never_appears_in_logs_or_errors() {
     bridge.stop().await;
 
     // Errors returned by the adapter itself.
-    let settings = TelegramSettings::new(Secret::new(token.clone()), base.parse().unwrap());
+    let mut settings = TelegramSettings::new(Secret::new(token.clone()), base.parse().unwrap());
+    settings.retry.initial_backoff = Duration::from_millis(10);
+    settings.retry.max_backoff = Duration::from_millis(20);
     let adapter = TelegramAdapter::new(settings).unwrap();
     let failure = adapter
         .send(OutboundText {
@@ -130,7 +132,10 @@ async fn the_bot_token_never_appears_in_logs_or_errors() {
     assert!(!errors.contains(CANARY_SECRET), "token in error: {errors}");
 
     let logs = captured();
-    assert!(logs.contains("Telegram bot identified"), "nothing captured?");
+    assert!(
+        logs.contains("Telegram bot identified"),
+        "nothing captured?"
+    );
     assert!(logs.contains("retrying"), "the retries were not logged");
     assert!(
         !logs.contains(CANARY_SECRET),
@@ -172,5 +177,8 @@ async fn a_refused_credential_is_reported_and_retried_with_backoff() {
         "auth error not reported"
     );
     assert!(logs.contains("services.credentials.bridge"));
-    assert!(!logs.contains(wrong), "the bridge credential leaked into the logs");
+    assert!(
+        !logs.contains(wrong),
+        "the bridge credential leaked into the logs"
+    );
 }

@@ -5,7 +5,9 @@
 
 use pincer_gateway::routing::{ChatKind, SessionKey};
 use pincer_gateway::store::Store;
-use pincer_gateway::store::inbound::{Completion, Disposition, Enqueued, NewInbound, complete, enqueue, pending};
+use pincer_gateway::store::inbound::{
+    Completion, Disposition, Enqueued, NewInbound, complete, enqueue, pending,
+};
 use pincer_gateway::store::outbox::{NewDelivery, due, mark_attempt_failed, mark_sent};
 use pincer_gateway::store::transcript::history;
 
@@ -19,7 +21,14 @@ fn message(pmid: &str, text: &str) -> NewInbound {
         chat_kind: ChatKind::Direct,
         thread_id: String::new(),
         text: text.into(),
-        session_key: SessionKey::for_chat("main", "telegram", "default", ChatKind::Direct, "42", "42"),
+        session_key: SessionKey::for_chat(
+            "main",
+            "telegram",
+            "default",
+            ChatKind::Direct,
+            "42",
+            "42",
+        ),
         disposition: Disposition::Process,
     }
 }
@@ -58,14 +67,22 @@ async fn completing_twice_queues_one_reply_and_one_transcript_pair() {
         .call(|c| {
             enqueue(c, &message("42:1", "hello"))?;
             let msg = pending(c, 10)?.remove(0);
-            let done = Completion { turn_id: "t1".into(), agent_id: "main".into(), reply: "hi!".into(), delivery: Some(delivery("hi!")) };
+            let done = Completion {
+                turn_id: "t1".into(),
+                agent_id: "main".into(),
+                reply: "hi!".into(),
+                delivery: Some(delivery("hi!")),
+            };
             assert!(complete(c, &msg, &done)?);
             assert!(!complete(c, &msg, &done)?, "a second completion is a no-op");
             assert!(pending(c, 10)?.is_empty());
             let due_now = due(c, i64::MAX, 10)?;
             assert_eq!(due_now.len(), 1);
             let entries = history(c, msg.session_key.as_str(), 10)?;
-            assert_eq!(entries.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(), ["hello", "hi!"]);
+            assert_eq!(
+                entries.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+                ["hello", "hi!"]
+            );
             mark_sent(c, &due_now[0].delivery_id, &["42:7".into()], 1)?;
             assert!(due(c, i64::MAX, 10)?.is_empty());
             Ok(())
@@ -81,8 +98,20 @@ async fn transcripts_refuse_update_and_delete() {
         .call(|c| {
             enqueue(c, &message("42:1", "hello"))?;
             let msg = pending(c, 10)?.remove(0);
-            complete(c, &msg, &Completion { turn_id: "t".into(), agent_id: "main".into(), reply: "r".into(), delivery: None })?;
-            assert!(c.execute("UPDATE transcript SET text = 'forged'", []).is_err());
+            complete(
+                c,
+                &msg,
+                &Completion {
+                    turn_id: "t".into(),
+                    agent_id: "main".into(),
+                    reply: "r".into(),
+                    delivery: None,
+                },
+            )?;
+            assert!(
+                c.execute("UPDATE transcript SET text = 'forged'", [])
+                    .is_err()
+            );
             assert!(c.execute("DELETE FROM transcript", []).is_err());
             Ok(())
         })
@@ -97,13 +126,25 @@ async fn failed_deliveries_back_off_then_give_up() {
         .call(|c| {
             enqueue(c, &message("42:1", "hello"))?;
             let msg = pending(c, 10)?.remove(0);
-            complete(c, &msg, &Completion { turn_id: "t".into(), agent_id: "main".into(), reply: "r".into(), delivery: Some(delivery("r")) })?;
+            complete(
+                c,
+                &msg,
+                &Completion {
+                    turn_id: "t".into(),
+                    agent_id: "main".into(),
+                    reply: "r".into(),
+                    delivery: Some(delivery("r")),
+                },
+            )?;
             let id = due(c, i64::MAX, 10)?.remove(0).delivery_id;
             mark_attempt_failed(c, &id, "429", true, 5_000)?;
             assert!(due(c, 4_999, 10)?.is_empty(), "not due before its backoff");
             assert_eq!(due(c, 5_000, 10)?.len(), 1);
             mark_attempt_failed(c, &id, "chat not found", false, 6_000)?;
-            assert!(due(c, i64::MAX, 10)?.is_empty(), "non-retryable failure is final");
+            assert!(
+                due(c, i64::MAX, 10)?.is_empty(),
+                "non-retryable failure is final"
+            );
             Ok(())
         })
         .await
@@ -116,7 +157,10 @@ async fn reopening_keeps_the_queue() {
     let path = dir.path().join("gateway.db");
     {
         let store = Store::open(&path).unwrap();
-        store.call(|c| enqueue(c, &message("42:9", "persist me")).map(|_| ())).await.unwrap();
+        store
+            .call(|c| enqueue(c, &message("42:9", "persist me")).map(|_| ()))
+            .await
+            .unwrap();
     }
     let store = Store::open(&path).unwrap();
     let left = store.call(|c| pending(c, 10)).await.unwrap();

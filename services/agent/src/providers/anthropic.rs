@@ -13,8 +13,8 @@ use super::http::{AttemptError, HttpCaller};
 use super::sse::SseReader;
 use super::{ProviderError, ProviderSettings};
 use crate::model::{
-    BoxFuture, Message, ModelClient, ModelRequest, ModelResponse, StopReason, StreamMode,
-    TextSink, TokenUsage, ToolCall,
+    BoxFuture, Message, ModelClient, ModelRequest, ModelResponse, StopReason, StreamMode, TextSink,
+    TokenUsage, ToolCall,
 };
 
 /// The API version this client speaks.
@@ -122,7 +122,10 @@ impl AnthropicMessages {
                 }
                 Ok(None) => {}
                 Err(EventError::Malformed(detail)) => {
-                    return Err(AttemptError::Fatal(ProviderError::Protocol { provider, detail }));
+                    return Err(AttemptError::Fatal(ProviderError::Protocol {
+                        provider,
+                        detail,
+                    }));
                 }
                 Err(EventError::Reported { message, transient }) => {
                     let error = ProviderError::StreamError {
@@ -133,9 +136,9 @@ impl AnthropicMessages {
                 }
             }
         }
-        assembler.finish().map_err(|detail| {
-            fail(!emitted, ProviderError::Protocol { provider, detail })
-        })
+        assembler
+            .finish()
+            .map_err(|detail| fail(!emitted, ProviderError::Protocol { provider, detail }))
     }
 }
 
@@ -272,10 +275,14 @@ fn stop_reason(stop: Option<&str>, has_tool_calls: bool) -> StopReason {
 fn apply_usage(usage: &mut TokenUsage, value: Option<&Value>) {
     let Some(value) = value else { return };
     let n = |key: &str| value.get(key).and_then(Value::as_u64);
-    let input = ["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"]
-        .iter()
-        .filter_map(|k| n(k))
-        .reduce(u64::saturating_add);
+    let input = [
+        "input_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+    ]
+    .iter()
+    .filter_map(|k| n(k))
+    .reduce(u64::saturating_add);
     if let Some(input) = input {
         usage.input_tokens = input;
     }
@@ -301,7 +308,11 @@ pub enum EventError {
 #[derive(Debug)]
 enum Block {
     Text(String),
-    Tool { id: String, name: String, json: String },
+    Tool {
+        id: String,
+        name: String,
+        json: String,
+    },
     Other,
 }
 
@@ -342,7 +353,10 @@ impl StreamAssembler {
             Some("content_block_delta") => {
                 let delta = event.get("delta").unwrap_or(&Value::Null);
                 let piece = |key: &str| delta.get(key).and_then(Value::as_str).unwrap_or("");
-                match (delta.get("type").and_then(Value::as_str), self.blocks.get_mut(&index)) {
+                match (
+                    delta.get("type").and_then(Value::as_str),
+                    self.blocks.get_mut(&index),
+                ) {
                     (Some("text_delta"), Some(Block::Text(text))) => {
                         let t = piece("text");
                         text.push_str(t);
@@ -396,7 +410,11 @@ impl StreamAssembler {
                 Block::Tool { id, name, json } => tool_calls.push(ToolCall {
                     id,
                     name,
-                    arguments_json: if json.trim().is_empty() { "{}".to_owned() } else { json },
+                    arguments_json: if json.trim().is_empty() {
+                        "{}".to_owned()
+                    } else {
+                        json
+                    },
                 }),
                 Block::Other => {}
             }

@@ -153,9 +153,17 @@ fn error_events_and_early_end() {
     let err = a
         .on_event(r#"{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}"#)
         .unwrap_err();
-    assert!(matches!(err, EventError::Reported { transient: false, .. }));
     assert!(matches!(
-        a.on_event(r#"{"type":"content_block_delta","index":4,"delta":{"type":"text_delta","text":"x"}}"#),
+        err,
+        EventError::Reported {
+            transient: false,
+            ..
+        }
+    ));
+    assert!(matches!(
+        a.on_event(
+            r#"{"type":"content_block_delta","index":4,"delta":{"type":"text_delta","text":"x"}}"#
+        ),
         Err(EventError::Malformed(_))
     ));
     let mut b = StreamAssembler::default();

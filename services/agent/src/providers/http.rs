@@ -55,7 +55,11 @@ impl HttpCaller {
 
     /// Headers carrying the API key as `{name}: {prefix}{key}`, marked sensitive so they
     /// are never logged; empty when no key is configured.
-    pub fn key_headers(&self, name: &'static str, prefix: &str) -> Result<HeaderMap, ProviderError> {
+    pub fn key_headers(
+        &self,
+        name: &'static str,
+        prefix: &str,
+    ) -> Result<HeaderMap, ProviderError> {
         let mut headers = HeaderMap::new();
         let Some(key) = &self.settings.api_key else {
             return Ok(headers);

@@ -77,7 +77,12 @@ pub fn is_retryable_status(status: u16) -> bool {
 /// The wait the provider asked for: `retry-after-ms` (milliseconds), else `retry-after`
 /// (seconds or an HTTP date, relative to `now`).
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
         && ms.is_finite()
         && ms >= 0.0
@@ -122,7 +127,10 @@ mod tests {
             Some(Duration::from_secs(3))
         );
         assert_eq!(
-            retry_after(&headers(&[("retry-after-ms", "250"), ("retry-after", "9")]), now),
+            retry_after(
+                &headers(&[("retry-after-ms", "250"), ("retry-after", "9")]),
+                now
+            ),
             Some(Duration::from_millis(250))
         );
         let date = httpdate::fmt_http_date(now + Duration::from_secs(7));

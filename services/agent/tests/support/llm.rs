@@ -151,11 +151,11 @@ async fn handle(
         Some(Reply::Sse { chunks, broken }) => {
             let tail: BoxStream<'static, Result<Bytes, std::io::Error>> = if broken {
                 stream::once(async {
-                // Let the chunks before the break reach the client first.
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                Err(std::io::Error::other("connection dropped"))
-            })
-            .boxed()
+                    // Let the chunks before the break reach the client first.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    Err(std::io::Error::other("connection dropped"))
+                })
+                .boxed()
             } else {
                 stream::empty().boxed()
             };
@@ -191,8 +191,11 @@ pub fn openai_text_stream(text: &str) -> Vec<String> {
         .split_inclusive(' ')
         .map(|piece| serde_json::json!({"choices": [{"index": 0, "delta": {"content": piece}}]}))
         .collect();
-    chunks.push(serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}));
-    chunks.push(serde_json::json!({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 4}}));
+    chunks
+        .push(serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}));
+    chunks.push(
+        serde_json::json!({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 4}}),
+    );
     openai_sse(&chunks)
 }
 

@@ -168,7 +168,9 @@ impl TelegramAdapter {
                 }
                 continue;
             }
-            let updates = self.get_updates(&mut state, self.poll_timeout, BATCH).await?;
+            let updates = self
+                .get_updates(&mut state, self.poll_timeout, BATCH)
+                .await?;
             if updates.is_empty() && self.poll_timeout.is_zero() {
                 // Without long polling an empty answer comes back at once: do not spin.
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -252,11 +254,7 @@ impl TelegramAdapter {
         };
         let _: bool = self
             .api
-            .call_once(
-                "sendChatAction",
-                &request,
-                Duration::from_secs(10),
-            )
+            .call_once("sendChatAction", &request, Duration::from_secs(10))
             .await?;
         Ok(())
     }

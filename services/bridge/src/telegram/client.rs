@@ -121,7 +121,10 @@ impl TelegramError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Network { .. } | Self::RateLimited { .. } | Self::Conflict { .. } | Self::Server { .. }
+            Self::Network { .. }
+                | Self::RateLimited { .. }
+                | Self::Conflict { .. }
+                | Self::Server { .. }
         )
     }
 
@@ -327,7 +330,10 @@ mod tests {
         assert!(!e.is_retryable());
         assert!(e.to_string().contains("chat not found"));
         assert!(matches!(
-            classify(401, r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#),
+            classify(
+                401,
+                r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#
+            ),
             TelegramError::Unauthorized { .. }
         ));
         assert!(classify(502, "<html>bad gateway</html>").is_retryable());

@@ -212,14 +212,18 @@ mod tests {
             Normalized::Skip(_)
         ));
         assert!(matches!(
-            run(json!({"update_id": 7, "message": {"message_id": 1, "date": 1,
+            run(
+                json!({"update_id": 7, "message": {"message_id": 1, "date": 1,
                 "chat": {"id": 1, "type": "private"}, "from": {"id": 1, "first_name": "A"},
-                "sticker": {"file_id": "x"}}})),
+                "sticker": {"file_id": "x"}}})
+            ),
             Normalized::Skip(_)
         ));
         assert!(matches!(
-            run(json!({"update_id": 8, "message": {"message_id": 1, "date": 1,
-                "chat": {"id": -5, "type": "channel"}, "text": "post"}})),
+            run(
+                json!({"update_id": 8, "message": {"message_id": 1, "date": 1,
+                "chat": {"id": -5, "type": "channel"}, "text": "post"}})
+            ),
             Normalized::Skip(_)
         ));
     }

@@ -53,6 +53,7 @@ struct Shared {
     attempts: AtomicUsize,
     auto_ack: AtomicBool,
     lease_token: AtomicU64,
+    lease_ttl_ms: AtomicU64,
 }
 
 impl Shared {
@@ -94,7 +95,7 @@ impl BridgeService for Svc {
         let lease = LeaseAssignment {
             account,
             fencing_token: self.0.lease_token.load(Ordering::SeqCst),
-            expires_at_ms: now_ms() + 30_000,
+            expires_at_ms: now_ms() + self.0.lease_ttl_ms.load(Ordering::SeqCst) as i64,
         };
         let _ = tx.send(Ok(down(Down::Lease(lease)))).await;
         let shared = Arc::clone(&self.0);
@@ -162,6 +163,7 @@ impl FakeGateway {
             attempts: AtomicUsize::new(0),
             auto_ack: AtomicBool::new(true),
             lease_token: AtomicU64::new(LEASE_TOKEN),
+            lease_ttl_ms: AtomicU64::new(30_000),
         });
         let auth = CountingAuth(
             Arc::clone(&shared),
@@ -186,6 +188,23 @@ impl FakeGateway {
 
     pub fn set_auto_ack(&self, on: bool) {
         self.shared.auto_ack.store(on, Ordering::SeqCst);
+    }
+
+    /// The lease granted on the next hello lasts this long (no renewals are sent).
+    pub fn set_lease_ttl(&self, ttl: Duration) {
+        self.shared
+            .lease_ttl_ms
+            .store(ttl.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Grants (or renews) the lease on the current stream.
+    pub async fn grant_lease(&self, token: u64, ttl: Duration) {
+        self.send(Down::Lease(LeaseAssignment {
+            account: Some(telegram_account()),
+            fencing_token: token,
+            expires_at_ms: now_ms() + ttl.as_millis() as i64,
+        }))
+        .await;
     }
 
     /// Calls that reached the gateway, refused ones included.
@@ -213,15 +232,20 @@ impl FakeGateway {
             if let Some(t) = check(&self.shared.recorded.lock().unwrap()) {
                 return t;
             }
-            if tokio::time::timeout_at(deadline, version.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, version.changed())
+                .await
+                .is_err()
+            {
                 panic!("timed out waiting for {what}");
             }
         }
     }
 
     pub async fn wait_hellos(&self, n: usize) -> Vec<BridgeHello> {
-        self.wait_until("hellos", |r| (r.hellos.len() >= n).then(|| r.hellos.clone()))
-            .await
+        self.wait_until("hellos", |r| {
+            (r.hellos.len() >= n).then(|| r.hellos.clone())
+        })
+        .await
     }
 
     pub async fn wait_inbound(&self, n: usize) -> Vec<InboundMessage> {
@@ -279,7 +303,9 @@ impl FakeGateway {
     pub async fn kick(&self) {
         let tx = self.shared.recorded.lock().unwrap().current.take();
         if let Some(tx) = tx {
-            let _ = tx.send(Err(Status::unavailable("gateway restarting"))).await;
+            let _ = tx
+                .send(Err(Status::unavailable("gateway restarting")))
+                .await;
         }
     }
 }
