@@ -6,7 +6,7 @@
 //! | [`ExecutorError::Plan`] (bad request) | `InvalidArgument` |
 //! | [`ExecutorError::Grant`] (no grant, tool not granted, expired), [`ExecutorError::ExecDisabled`] | `PermissionDenied` |
 //! | [`ExecutorError::DockerUnavailable`] | `Unavailable` |
-//! | [`ExecutorError::ImageMissing`] | `FailedPrecondition` |
+//! | [`ExecutorError::ImageMissing`], [`ExecutorError::WorkspaceOwnership`] | `FailedPrecondition` |
 //! | everything else | `Internal` |
 //!
 //! A timeout is not an error: it is a normal response with `timed_out = true`.
@@ -70,6 +70,20 @@ pub enum ExecutorError {
         #[source]
         source: std::io::Error,
     },
+    /// The executor may not give the workspace to the sandbox user (e.g. root without
+    /// `CAP_CHOWN` in a hardened container).
+    #[error(
+        "cannot give {path} to the sandbox user {user}: {source}; an executor running as root needs CAP_CHOWN, CAP_DAC_OVERRIDE and CAP_FOWNER, or run it as a non-root user (sandboxes then run as that user)"
+    )]
+    WorkspaceOwnership {
+        /// The directory.
+        path: PathBuf,
+        /// The sandbox user (`uid:gid`).
+        user: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The working directory passes through a symbolic link or a non-directory.
     #[error(
         "cwd {cwd:?} passes through a symbolic link or a file inside the workspace; use a plain directory"
@@ -103,7 +117,9 @@ impl From<ExecutorError> for Status {
                 Status::permission_denied(message)
             }
             ExecutorError::DockerUnavailable { .. } => Status::unavailable(message),
-            ExecutorError::ImageMissing { .. } => Status::failed_precondition(message),
+            ExecutorError::ImageMissing { .. } | ExecutorError::WorkspaceOwnership { .. } => {
+                Status::failed_precondition(message)
+            }
             ExecutorError::Docker { .. }
             | ExecutorError::DockerProtocol(_)
             | ExecutorError::Workspace { .. }
@@ -138,6 +154,14 @@ mod tests {
             (
                 ExecutorError::ImageMissing {
                     image: "img".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                ExecutorError::WorkspaceOwnership {
+                    path: "/ws/main".into(),
+                    user: "10001:10001".into(),
+                    source: std::io::Error::from_raw_os_error(1),
                 },
                 Code::FailedPrecondition,
             ),

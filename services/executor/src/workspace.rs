@@ -103,18 +103,23 @@ impl Workspaces {
 
         let agent_id = plan.agent_id().clone();
         let agent_dir = self.root.join(agent_id.as_str());
-        let mut dir = self
-            .open_or_create(&root, agent_id.as_str())
-            .map_err(|e| io(&agent_dir)(e.into()))?;
+        let mut dir = match self.open_or_create(&root, agent_id.as_str()) {
+            Ok(fd) => fd,
+            Err(DirError::Open(e)) => return Err(io(&agent_dir)(e.into())),
+            Err(DirError::Chown(e)) => return Err(self.ownership(&agent_dir, e)),
+        };
+        let mut path = agent_dir.clone();
         for part in plan.cwd().components() {
+            path.push(part);
             dir = match self.open_or_create(&dir, part) {
                 Ok(fd) => fd,
-                Err(Errno::ELOOP | Errno::ENOTDIR | Errno::EEXIST) => {
+                Err(DirError::Open(Errno::ELOOP | Errno::ENOTDIR)) => {
                     return Err(ExecutorError::CwdNotDirectory {
                         cwd: plan.cwd().to_string(),
                     });
                 }
-                Err(e) => return Err(io(&agent_dir.join(part))(e.into())),
+                Err(DirError::Open(e)) => return Err(io(&path)(e.into())),
+                Err(DirError::Chown(e)) => return Err(self.ownership(&path, e)),
             };
         }
         Ok(PreparedWorkspace {
@@ -125,27 +130,45 @@ impl Workspaces {
 
     /// Opens directory `name` in `parent` without following a symbolic link, creating it
     /// (0700) first if missing, and gives it to the sandbox user.
-    fn open_or_create(&self, parent: &OwnedFd, name: &str) -> Result<OwnedFd, Errno> {
+    fn open_or_create(&self, parent: &OwnedFd, name: &str) -> Result<OwnedFd, DirError> {
         match mkdirat(parent, name, Mode::S_IRWXU) {
             Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(DirError::Open(e)),
         }
         let fd = openat(
             parent,
             name,
             OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
             Mode::empty(),
-        )?;
-        let stat = fstat(&fd)?;
+        )
+        .map_err(DirError::Open)?;
+        let stat = fstat(&fd).map_err(DirError::Open)?;
         if stat.st_uid != self.owner.uid || stat.st_gid != self.owner.gid {
             fchown(
                 &fd,
                 Some(Uid::from_raw(self.owner.uid)),
                 Some(Gid::from_raw(self.owner.gid)),
-            )?;
+            )
+            .map_err(DirError::Chown)?;
         }
         Ok(fd)
     }
+
+    fn ownership(&self, path: &Path, errno: Errno) -> ExecutorError {
+        ExecutorError::WorkspaceOwnership {
+            path: path.to_owned(),
+            user: self.owner.docker_user(),
+            source: errno.into(),
+        }
+    }
+}
+
+/// Which step on a workspace directory failed.
+enum DirError {
+    /// Creating or opening it (or it is a symlink / not a directory).
+    Open(Errno),
+    /// Giving it to the sandbox user.
+    Chown(Errno),
 }
 
 #[cfg(test)]
