@@ -11,7 +11,6 @@ use pincer_proto::v1::gateway_service_client::GatewayServiceClient;
 use pincer_runtime::service_auth::{PresentCredential, RequireCaller, ServiceName};
 use pincer_runtime::{Config, ProcessSecrets, Secret, SecretSource};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint, Server};
 
@@ -153,7 +152,7 @@ impl Agent {
         let server = Server::builder()
             .add_service(service)
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(listener),
+                pincer_runtime::net::incoming(listener),
                 shutdown.clone().cancelled_owned(),
             );
         tracing::info!(?addr, "agent listening");

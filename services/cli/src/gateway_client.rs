@@ -67,7 +67,7 @@ pub struct GatewayClient {
 impl GatewayClient {
     /// Connects to `url` (e.g. `ws://127.0.0.1:18789/ws`) and authenticates with `token`.
     pub async fn connect(url: &str, token: &str) -> Result<Self, ClientError> {
-        let (socket, _) = tokio_tungstenite::connect_async(url)
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .map_err(|source| ClientError::Connect {
                 url: url.to_owned(),

@@ -209,6 +209,34 @@ async fn telegram_dm_exec_chat_and_gateway_restart() {
         "You said: ping"
     );
 
+    // 4b. Interactive `pincer chat`: one line in, the streamed reply out, EOF quits.
+    let mut chat = pincer(state.path(), &config)
+        .arg("chat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = chat.stdin.take().unwrap();
+        stdin.write_all(b"first line\nsecond line\n").await.unwrap();
+    }
+    let out = tokio::time::timeout(WAIT, chat.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "interactive chat failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("You said: first line") && stdout.contains("You said: second line"),
+        "{stdout}"
+    );
+
     // 5. Kill the gateway mid-turn: the supervisor restarts it, the accepted message is
     //    answered, exactly once.
     let before = llm.request_count();

@@ -10,7 +10,6 @@ use pincer_runtime::config::validate::{DockerConfig, ExecToolConfig};
 use pincer_runtime::service_auth::{RequireCaller, ServiceName};
 use pincer_runtime::{Config, ProcessSecrets, Secret, SecretSource};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -147,7 +146,7 @@ pub async fn serve(
     let stop = shutdown.clone();
     let server = tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(pincer_runtime::net::incoming(listener), async move {
             stop.cancelled().await;
         });
     let drain = max_timeout + DRAIN_SLACK;

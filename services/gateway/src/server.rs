@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use pincer_proto::v1::bridge_service_server::BridgeServiceServer;
 use pincer_proto::v1::gateway_service_server::GatewayServiceServer;
 use pincer_runtime::config::validate::GroupAccess;
@@ -13,7 +14,6 @@ use pincer_runtime::paths::{ensure_private_dir, write_private_file};
 use pincer_runtime::service_auth::{PresentCredential, RequireCaller, ServiceName};
 use pincer_runtime::{Config, Secret, SecretSource};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::GatewayError;
@@ -165,7 +165,7 @@ pub async fn run(
             AgentApi::new(store.clone()),
             agent_auth,
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), hub.closed());
+        .serve_with_incoming_shutdown(pincer_runtime::net::incoming(listeners.grpc), hub.closed());
 
     let state = Arc::new(OperatorState {
         store: store.clone(),
@@ -175,7 +175,14 @@ pub async fn run(
         agent_id: DEFAULT_AGENT_ID.to_owned(),
     });
     let operator_shutdown = shutdown.clone();
-    let http = axum::serve(listeners.operator, router(state))
+    // Replies are several small frames in a row; without TCP_NODELAY, Nagle's algorithm
+    // and the peer's delayed ACK add ~40 ms to each.
+    let operator_listener = listeners.operator.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    let http = axum::serve(operator_listener, router(state))
         .with_graceful_shutdown(async move { operator_shutdown.cancelled().await });
 
     let runner_task = tokio::spawn(Arc::clone(&runner).run(shutdown.clone()));

@@ -5,6 +5,7 @@
 //! | [`bootstrap`] | what every service `main` does: args, config, tracing, signals |
 //! | [`config`] | the JSON5 config: raw types (unknown keys rejected), validation, schema |
 //! | [`secret`] | secrets by reference (`${ENV}`, `{file}`), redacted `Secret` |
+//! | [`net`] | accepting gRPC connections (TCP_NODELAY) |
 //! | [`paths`] | state directory, 0700/0600 permissions |
 //! | [`service_auth`] | per-service gRPC credentials (client and server interceptors) |
 //! | [`shutdown`] | signal → cancellation token |
@@ -12,6 +13,7 @@
 
 pub mod bootstrap;
 pub mod config;
+pub mod net;
 pub mod paths;
 pub mod secret;
 pub mod service_auth;

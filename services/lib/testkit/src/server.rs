@@ -1,5 +1,6 @@
 //! Shared server plumbing: bind a listener, serve an axum router, shut down gracefully.
 
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -43,6 +44,11 @@ impl ServerHandle {
                 // An error means the sender is gone, which also means "stop".
                 let _closed = stopped.wait_for(|stop| *stop).await;
             };
+            // Streamed answers are many small writes: disable Nagle so they are not held
+            // back waiting for the client's delayed ACK.
+            let listener = listener.tap_io(|tcp| {
+                let _best_effort = tcp.set_nodelay(true);
+            });
             if let Err(error) = axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown)
                 .await

@@ -1,0 +1,373 @@
+//! The gateway in-process on 127.0.0.1:0 with a fake agent: the operator WebSocket API
+//! (token, handshake rules, health, chat.send with streamed events, idempotency), the
+//! health routes, and service credentials on the gRPC side.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::{SinkExt, Stream, StreamExt};
+use pincer_gateway::{GatewayListeners, GatewaySecrets};
+use pincer_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
+use pincer_proto::v1::bridge_service_client::BridgeServiceClient;
+use pincer_proto::v1::gateway_service_client::GatewayServiceClient;
+use pincer_proto::v1::turn_event::Kind;
+use pincer_proto::v1::{
+    BridgeUp, FinalMessage, GetHistoryRequest, RunTurnRequest, TextDelta, TurnEvent,
+};
+use pincer_runtime::Secret;
+use pincer_runtime::service_auth::{RequireCaller, ServiceName};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "operator-token-for-tests-0123456789abcdef";
+
+struct EchoAgent;
+
+type Events = Pin<Box<dyn Stream<Item = Result<TurnEvent, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for EchoAgent {
+    type RunTurnStream = Events;
+
+    async fn run_turn(
+        &self,
+        request: tonic::Request<RunTurnRequest>,
+    ) -> Result<tonic::Response<Events>, tonic::Status> {
+        let req = request.into_inner();
+        assert!(req.grant.is_some(), "every turn carries a grant");
+        let text = format!("echo: {}", req.user_text);
+        let events = vec![
+            Ok(TurnEvent {
+                kind: Some(Kind::TextDelta(TextDelta { text: text.clone() })),
+            }),
+            Ok(TurnEvent {
+                kind: Some(Kind::Final(FinalMessage {
+                    text,
+                    stop_reason: "stop".into(),
+                })),
+            }),
+        ];
+        Ok(tonic::Response::new(Box::pin(futures::stream::iter(
+            events,
+        ))))
+    }
+}
+
+struct Gateway {
+    operator: std::net::SocketAddr,
+    grpc: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), pincer_gateway::GatewayError>>,
+    _state: tempfile::TempDir,
+}
+
+async fn start() -> Gateway {
+    let agent_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let agent_addr = agent_listener.local_addr().unwrap();
+    let agent_auth = RequireCaller::new(vec![(ServiceName::Gateway, Secret::new("gateway-cred"))]);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AgentServiceServer::with_interceptor(EchoAgent, agent_auth))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
+                agent_listener,
+            )),
+    );
+    let config = pincer_runtime::config::parse_config(
+        &format!(
+            r#"{{ services: {{ agent: {{ url: "http://{agent_addr}" }} }},
+                 models: {{ providers: {{ p: {{ api: "openai-chat", baseUrl: "http://127.0.0.1:9/v1" }} }} }},
+                 agents: {{ defaults: {{ model: "p/m" }} }} }}"#
+        ),
+        "test",
+    )
+    .unwrap();
+    let listeners = GatewayListeners {
+        operator: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        grpc: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    };
+    let (operator, grpc) = (
+        listeners.operator.local_addr().unwrap(),
+        listeners.grpc.local_addr().unwrap(),
+    );
+    let secrets = GatewaySecrets {
+        operator_token: Secret::new(TOKEN),
+        gateway_credential: Secret::new("gateway-cred"),
+        bridge_credential: Secret::new("bridge-cred"),
+        agent_credential: Secret::new("agent-cred"),
+    };
+    let state = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(pincer_gateway::run(
+        config,
+        state.path().join("state"),
+        listeners,
+        secrets,
+        shutdown.clone(),
+    ));
+    Gateway {
+        operator,
+        grpc,
+        shutdown,
+        task,
+        _state: state,
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws(gw: &Gateway) -> Ws {
+    let url = format!("ws://{}/ws", gw.operator);
+    for _ in 0..50 {
+        if let Ok((socket, _)) = tokio_tungstenite::connect_async(&url).await {
+            return socket;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gateway did not accept WebSocket connections");
+}
+
+async fn send(ws: &mut Ws, frame: Value) {
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next JSON frame, or None when the connection closed.
+async fn recv(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("frame within 10 s")
+        {
+            Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).unwrap()),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+fn connect_frame(token: &str) -> Value {
+    json!({ "type": "req", "id": "c1", "method": "connect", "params": { "auth": { "token": token }, "client": { "id": "test", "version": "1" } } })
+}
+
+#[tokio::test]
+async fn wrong_token_is_refused_and_the_connection_closed() {
+    let gw = start().await;
+    let mut socket = ws(&gw).await;
+    send(
+        &mut socket,
+        connect_frame("operator-token-for-tests-0123456789abcdeX"),
+    )
+    .await;
+    let res = recv(&mut socket).await.unwrap();
+    assert_eq!(res["ok"], false);
+    assert_eq!(res["error"]["code"], "unauthorized");
+    assert!(
+        recv(&mut socket).await.is_none(),
+        "closed after a failed connect"
+    );
+    gw.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_first_request_must_be_connect() {
+    let gw = start().await;
+    let mut socket = ws(&gw).await;
+    send(
+        &mut socket,
+        json!({ "type": "req", "id": "1", "method": "health" }),
+    )
+    .await;
+    let res = recv(&mut socket).await.unwrap();
+    assert_eq!(res["error"]["code"], "not_connected");
+    assert!(recv(&mut socket).await.is_none());
+    gw.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn oversized_preauth_frame_closes_the_connection() {
+    let gw = start().await;
+    let mut socket = ws(&gw).await;
+    let mut frame = connect_frame(TOKEN);
+    frame["params"]["client"]["id"] = Value::String("x".repeat(70 * 1024));
+    send(&mut socket, frame).await;
+    let res = recv(&mut socket).await;
+    assert!(
+        res.is_none_or(|r| r["ok"] == false),
+        "oversized connect must not be accepted"
+    );
+    assert!(recv(&mut socket).await.is_none());
+    gw.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn chat_send_streams_events_and_is_idempotent() {
+    let gw = start().await;
+    let mut socket = ws(&gw).await;
+    send(&mut socket, connect_frame(TOKEN)).await;
+    let hello = recv(&mut socket).await.unwrap();
+    assert_eq!(hello["ok"], true, "{hello}");
+    assert_eq!(hello["payload"]["protocol"], 1);
+
+    send(&mut socket, json!({ "type": "req", "id": "2", "method": "chat.send", "params": { "text": "hi there", "idempotencyKey": "k-1" } })).await;
+    let mut states = Vec::new();
+    let mut seqs = Vec::new();
+    let mut final_text = None;
+    while final_text.is_none() {
+        let frame = recv(&mut socket).await.unwrap();
+        match frame["type"].as_str().unwrap() {
+            "res" => assert_eq!(frame["payload"]["status"], "accepted", "{frame}"),
+            "event" if frame["event"] == "chat" => {
+                seqs.push(frame["seq"].as_u64().unwrap());
+                let state = frame["payload"]["state"].as_str().unwrap().to_owned();
+                if state == "final" {
+                    final_text = Some(frame["payload"]["text"].as_str().unwrap().to_owned());
+                }
+                states.push(state);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(final_text.as_deref(), Some("echo: hi there"));
+    assert_eq!(states, ["delta", "final"]);
+    assert!(
+        seqs.windows(2).all(|w| w[1] > w[0]),
+        "event seq increases: {seqs:?}"
+    );
+
+    send(&mut socket, json!({ "type": "req", "id": "3", "method": "chat.send", "params": { "text": "hi there", "idempotencyKey": "k-1" } })).await;
+    let dup = recv(&mut socket).await.unwrap();
+    assert_eq!(dup["payload"]["status"], "duplicate", "{dup}");
+
+    send(
+        &mut socket,
+        json!({ "type": "req", "id": "4", "method": "health" }),
+    )
+    .await;
+    let health = recv(&mut socket).await.unwrap();
+    assert_eq!(health["payload"]["ok"], true);
+    assert_eq!(
+        health["payload"]["inbound"]["total"], 1,
+        "the duplicate was not stored again"
+    );
+
+    send(
+        &mut socket,
+        json!({ "type": "req", "id": "5", "method": "admin.shutdown" }),
+    )
+    .await;
+    assert_eq!(
+        recv(&mut socket).await.unwrap()["error"]["code"],
+        "unknown_method"
+    );
+    gw.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), gw.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn health_routes_reveal_nothing_else() {
+    let gw = start().await;
+    let client = reqwest::Client::new();
+    let mut ok = false;
+    for _ in 0..50 {
+        if let Ok(r) = client
+            .get(format!("http://{}/healthz", gw.operator))
+            .send()
+            .await
+        {
+            assert_eq!(r.text().await.unwrap(), "ok\n");
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok);
+    let ready = client
+        .get(format!("http://{}/readyz", gw.operator))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), "ready\n");
+    gw.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn grpc_calls_need_the_right_service_credential() {
+    let gw = start().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gw.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    // No credential at all.
+    let mut history = GatewayServiceClient::new(channel.clone());
+    let err = history
+        .get_history(GetHistoryRequest {
+            session_key: "s".into(),
+            turn_id: "t".into(),
+            max_entries: 5,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+
+    // The bridge's credential is not the agent's: history stays closed to bridges.
+    let bridge_cred = pincer_runtime::service_auth::PresentCredential::new(
+        ServiceName::Bridge,
+        &Secret::new("bridge-cred"),
+    )
+    .unwrap();
+    let mut as_bridge = GatewayServiceClient::with_interceptor(channel.clone(), bridge_cred);
+    let err = as_bridge
+        .get_history(GetHistoryRequest {
+            session_key: "s".into(),
+            turn_id: "t".into(),
+            max_entries: 5,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+
+    // A bridge presenting a wrong credential cannot open the bridge stream.
+    let wrong = pincer_runtime::service_auth::PresentCredential::new(
+        ServiceName::Bridge,
+        &Secret::new("guess"),
+    )
+    .unwrap();
+    let mut bridge = BridgeServiceClient::with_interceptor(channel.clone(), wrong);
+    let err = bridge
+        .open_stream(futures::stream::empty::<BridgeUp>())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+
+    // The agent's credential works.
+    let agent_cred = pincer_runtime::service_auth::PresentCredential::new(
+        ServiceName::Agent,
+        &Secret::new("agent-cred"),
+    )
+    .unwrap();
+    let mut as_agent = GatewayServiceClient::with_interceptor(channel, agent_cred);
+    let ok = as_agent
+        .get_history(GetHistoryRequest {
+            session_key: "s".into(),
+            turn_id: "t".into(),
+            max_entries: 5,
+        })
+        .await
+        .unwrap();
+    assert!(ok.into_inner().entries.is_empty());
+    gw.shutdown.cancel();
+}
