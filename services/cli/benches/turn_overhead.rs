@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use pincer::gateway_client::{GatewayClient, Incoming};
+use pincer::gateway_client::{ClientAuth, GatewayClient, Incoming};
 use pincer_testkit::{FakeLlm, FakeLlmOptions};
 use serde_json::{Value, json};
 
@@ -102,7 +102,9 @@ async fn main() {
         .expect("run `cargo build --release --workspace --bins` first");
     let url = format!("ws://127.0.0.1:{op}/ws");
     let mut client = loop {
-        match GatewayClient::connect(&url, TOKEN).await {
+        match GatewayClient::connect(&url, &ClientAuth::Token(pincer_runtime::Secret::new(TOKEN)))
+            .await
+        {
             Ok(c) => break c,
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -120,7 +122,14 @@ async fn main() {
     for concurrency in [8usize, 32] {
         let mut clients = Vec::new();
         for _ in 0..concurrency {
-            clients.push(GatewayClient::connect(&url, TOKEN).await.unwrap());
+            clients.push(
+                GatewayClient::connect(
+                    &url,
+                    &ClientAuth::Token(pincer_runtime::Secret::new(TOKEN)),
+                )
+                .await
+                .unwrap(),
+            );
         }
         let started = Instant::now();
         let tasks: Vec<_> = clients

@@ -4,31 +4,23 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pincer_runtime::ProcessSecrets;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
 use crate::CliError;
 use crate::cli::ChatArgs;
 use crate::context::Context;
-use crate::gateway_client::{ClientError, GatewayClient, Incoming};
+use crate::gateway_client::{ClientAuth, ClientError, GatewayClient, Incoming};
 
 /// Runs `pincer chat`.
 pub async fn run(ctx: &Context, args: &ChatArgs) -> Result<ExitCode, CliError> {
     let config = pincer_runtime::config::load_config(&ctx.config_path)?;
-    let token = config
-        .gateway
-        .auth_token
-        .resolve(&ProcessSecrets)
-        .map_err(|source| CliError::Secret {
-            what: "gateway.auth.token".into(),
-            source,
-        })?;
-    let url = args
-        .url
-        .clone()
-        .unwrap_or_else(|| gateway_ws_url(&config.gateway.listen));
-    let mut client = GatewayClient::connect(&url, token.expose()).await?;
+    let auth = ClientAuth::from_config(&config)?;
+    let url = match &args.url {
+        Some(url) => url.clone(),
+        None => gateway_ws_url(&gateway_addr(&config)?),
+    };
+    let mut client = GatewayClient::connect(&url, &auth).await?;
     let timeout = Duration::from_secs(args.timeout);
     if let Some(text) = &args.message {
         let reply = send_and_wait(&mut client, &args.session, text, timeout, false).await?;
@@ -51,6 +43,15 @@ pub async fn run(ctx: &Context, args: &ChatArgs) -> Result<ExitCode, CliError> {
     }
     client.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The gateway's operator address on this host (resolving `tailnet` from the interfaces).
+pub fn gateway_addr(config: &pincer_runtime::Config) -> Result<std::net::SocketAddr, CliError> {
+    let interfaces = pincer_runtime::net::interface_addrs()?;
+    config
+        .gateway
+        .listen_addr(&interfaces)
+        .map_err(|e| CliError::Up(e.to_string()))
 }
 
 /// The operator WebSocket URL for a listen address (0.0.0.0 → 127.0.0.1).

@@ -37,6 +37,12 @@ pub enum Command {
     Up(UpArgs),
     /// Chat with the assistant through the gateway.
     Chat(ChatArgs),
+    /// Gateway utilities.
+    Gateway {
+        /// Which.
+        #[command(subcommand)]
+        command: GatewayCommand,
+    },
     /// Inspect the configuration.
     Config {
         /// Which.
@@ -68,6 +74,14 @@ pub struct ChatArgs {
     /// Seconds to wait for a reply.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+}
+
+/// `pincer gateway`.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum GatewayCommand {
+    /// Read a password from standard input (one line) and print its Argon2id hash for
+    /// `gateway.auth.passwordHash`.
+    HashPassword,
 }
 
 /// `pincer config`.

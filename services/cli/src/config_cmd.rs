@@ -37,8 +37,11 @@ pub fn validate(ctx: &Context) -> Result<ExitCode, CliError> {
 
 /// Every secret reference in the config, with its key path.
 pub fn secret_refs(config: &Config) -> Vec<(String, &SecretRef)> {
-    let mut out = vec![
-        ("gateway.auth.token".to_owned(), &config.gateway.auth_token),
+    let mut out = Vec::new();
+    if let pincer_runtime::config::validate::GatewayAuth::Token(token) = &config.gateway.auth {
+        out.push(("gateway.auth.token".to_owned(), token));
+    }
+    out.extend([
         (
             "services.credentials.gateway".to_owned(),
             &config.services.credentials.gateway,
@@ -51,7 +54,7 @@ pub fn secret_refs(config: &Config) -> Vec<(String, &SecretRef)> {
             "services.credentials.agent".to_owned(),
             &config.services.credentials.agent,
         ),
-    ];
+    ]);
     for (id, p) in &config.providers {
         if let Some(key) = &p.api_key {
             out.push((format!("models.providers.{id}.apiKey"), key));
@@ -61,4 +64,26 @@ pub fn secret_refs(config: &Config) -> Vec<(String, &SecretRef)> {
         out.push(("channels.telegram.botToken".to_owned(), &tg.bot_token));
     }
     out
+}
+
+/// `pincer gateway hash-password`: one line from stdin → an Argon2id PHC string on stdout.
+pub fn hash_password() -> Result<ExitCode, CliError> {
+    use argon2::PasswordHasher;
+    use rand::RngCore;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.chars().count() < 12 {
+        eprintln!("pincer: use a password of at least 12 characters");
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = argon2::password_hash::SaltString::encode_b64(&salt)
+        .map_err(|e| CliError::Up(format!("salt: {e}")))?;
+    let hash = argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| CliError::Up(format!("hashing failed: {e}")))?;
+    println!("{hash}");
+    Ok(ExitCode::SUCCESS)
 }

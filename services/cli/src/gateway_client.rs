@@ -39,6 +39,49 @@ pub enum ClientError {
     Timeout(Duration),
 }
 
+/// The gateway-level credential a client presents.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// `gateway.auth.mode: "token"`.
+    Token(pincer_runtime::Secret),
+    /// `gateway.auth.mode: "password"`.
+    Password(pincer_runtime::Secret),
+    /// `gateway.auth.mode: "none"`.
+    None,
+}
+
+impl ClientAuth {
+    fn to_json(&self) -> Value {
+        match self {
+            Self::Token(t) => json!({ "token": t.expose() }),
+            Self::Password(p) => json!({ "password": p.expose() }),
+            Self::None => json!({}),
+        }
+    }
+
+    /// What the config says to present; the password comes from `PINCER_GATEWAY_PASSWORD`.
+    pub fn from_config(config: &pincer_runtime::Config) -> Result<Self, crate::CliError> {
+        use pincer_runtime::config::validate::GatewayAuth;
+        match &config.gateway.auth {
+            GatewayAuth::Token(r) => r
+                .resolve(&pincer_runtime::ProcessSecrets)
+                .map(Self::Token)
+                .map_err(|source| crate::CliError::Secret {
+                    what: "gateway.auth.token".into(),
+                    source,
+                }),
+            GatewayAuth::Password(_) => pincer_runtime::SecretRef::env("PINCER_GATEWAY_PASSWORD")
+                .resolve(&pincer_runtime::ProcessSecrets)
+                .map(Self::Password)
+                .map_err(|source| crate::CliError::Secret {
+                    what: "the gateway password".into(),
+                    source,
+                }),
+            GatewayAuth::None => Ok(Self::None),
+        }
+    }
+}
+
 /// A frame received from the gateway.
 #[derive(Debug, Clone)]
 pub enum Incoming {
@@ -65,8 +108,8 @@ pub struct GatewayClient {
 }
 
 impl GatewayClient {
-    /// Connects to `url` (e.g. `ws://127.0.0.1:18789/ws`) and authenticates with `token`.
-    pub async fn connect(url: &str, token: &str) -> Result<Self, ClientError> {
+    /// Connects to `url` (e.g. `ws://127.0.0.1:18789/ws`) and authenticates.
+    pub async fn connect(url: &str, auth: &ClientAuth) -> Result<Self, ClientError> {
         let (socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .map_err(|source| ClientError::Connect {
@@ -75,7 +118,7 @@ impl GatewayClient {
             })?;
         let mut client = Self { socket, next_id: 0 };
         let params = json!({
-            "auth": { "token": token },
+            "auth": auth.to_json(),
             "client": { "id": "pincer-cli", "version": env!("CARGO_PKG_VERSION") },
             "minProtocol": 1,
             "maxProtocol": 1,

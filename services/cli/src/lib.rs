@@ -20,7 +20,7 @@ pub mod up;
 
 use std::process::ExitCode;
 
-use cli::{Cli, Command, ConfigCommand};
+use cli::{Cli, Command, ConfigCommand, GatewayCommand};
 
 /// Why a command failed. Messages say what to do.
 #[derive(Debug, thiserror::Error)]
@@ -65,5 +65,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Config {
             command: ConfigCommand::Validate,
         } => config_cmd::validate(&ctx),
+        Command::Gateway {
+            command: GatewayCommand::HashPassword,
+        } => config_cmd::hash_password(),
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use pincer_runtime::config::validate::GatewayAuth;
 use pincer_runtime::config::validate::{
     ENV_AGENT_CREDENTIAL, ENV_BRIDGE_CREDENTIAL, ENV_GATEWAY_CREDENTIAL,
 };
@@ -23,7 +24,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::CliError;
-use crate::chat::gateway_ws_url;
+use crate::chat::{gateway_addr, gateway_ws_url};
 use crate::cli::UpArgs;
 use crate::context::Context;
 use crate::onboard::{
@@ -165,14 +166,15 @@ async fn start_all(
         "gateway",
         "pincer-gateway",
         &service_args,
-        env_for(vec![
-            &config.gateway.auth_token,
-            &creds.gateway,
-            &creds.bridge,
-            &creds.agent,
-        ]),
+        env_for({
+            let mut refs = vec![&creds.gateway, &creds.bridge, &creds.agent];
+            if let GatewayAuth::Token(token) = &config.gateway.auth {
+                refs.push(token);
+            }
+            refs
+        }),
     )?);
-    wait_ready(config.gateway.listen).await?;
+    wait_ready(gateway_addr(config)?).await?;
     if let Some(tg) = &config.telegram {
         running.push(spawn(
             ctx,
@@ -356,7 +358,9 @@ fn print_banner(ctx: &Context, config: &Config) {
     eprintln!("Pincer is up.");
     eprintln!(
         "  gateway:  {}  (token in {})",
-        gateway_ws_url(&config.gateway.listen),
+        gateway_addr(config)
+            .map(|a| gateway_ws_url(&a))
+            .unwrap_or_default(),
         ctx.config_path.display()
     );
     eprintln!(

@@ -23,6 +23,9 @@ pub enum GatewayError {
     /// The agent URL is unusable.
     #[error("services.agent.url: {0}")]
     AgentUrl(tonic::transport::Error),
+    /// No address to bind (e.g. `tailnet` without Tailscale).
+    #[error(transparent)]
+    NoBindAddress(#[from] pincer_runtime::config::gateway::BindError),
     /// A listener failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

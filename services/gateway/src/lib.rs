@@ -5,6 +5,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`routing`] | pure: session keys, DM/group access decisions |
+//! | [`access`] | pure: client address, rate limits, origins, method scopes, device pairing |
 //! | [`store`] | SQLite (WAL): sessions, transcripts, inbound queue, outbox, leases |
 //! | [`bridge_link`] | `BridgeService`: bridge replicas, leases, inbound → store → ack, deliveries |
 //! | [`agent_link`] | `GatewayService` for agents (history) and the agent client |
@@ -14,6 +15,7 @@
 //! | [`operator`] | HTTP health routes and the operator WebSocket API |
 //! | [`server`] | wiring: [`server::run`] |
 
+pub mod access;
 pub mod agent_link;
 pub mod bridge_link;
 pub mod delivery;

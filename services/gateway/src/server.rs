@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use pincer_proto::v1::bridge_service_server::BridgeServiceServer;
 use pincer_proto::v1::gateway_service_server::GatewayServiceServer;
-use pincer_runtime::config::validate::GroupAccess;
+use pincer_runtime::config::validate::{GatewayAuth, GroupAccess};
 use pincer_runtime::paths::{ensure_private_dir, write_private_file};
 use pincer_runtime::service_auth::{PresentCredential, RequireCaller, ServiceName};
 use pincer_runtime::{Config, Secret, SecretSource};
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::GatewayError;
 use crate::agent_link::{AgentApi, agent_client};
 use crate::bridge_link::{BridgeHub, BridgeLink};
+use crate::operator::auth::OperatorAuth;
 use crate::operator::http::{OperatorState, router};
 use crate::routing::ChannelAccess;
 use crate::store::Store;
@@ -48,8 +49,14 @@ impl GatewayListeners {
                     source,
                 })
         };
+        let interfaces =
+            pincer_runtime::net::interface_addrs().map_err(|source| GatewayError::Bind {
+                addr: "network interfaces".into(),
+                source,
+            })?;
+        let operator = config.gateway.listen_addr(&interfaces)?;
         Ok(Self {
-            operator: bind(config.gateway.listen).await?,
+            operator: bind(operator).await?,
             grpc: bind(config.services.gateway.listen).await?,
         })
     }
@@ -58,8 +65,8 @@ impl GatewayListeners {
 /// The secrets the gateway uses, resolved.
 #[derive(Debug, Clone)]
 pub struct GatewaySecrets {
-    /// Operator token.
-    pub operator_token: Secret,
+    /// How operator clients authenticate.
+    pub operator_auth: OperatorAuth,
     /// Presented to agents.
     pub gateway_credential: Secret,
     /// Expected from bridges.
@@ -77,7 +84,11 @@ impl GatewaySecrets {
         };
         let creds = &config.services.credentials;
         Ok(Self {
-            operator_token: get("gateway.auth.token", &config.gateway.auth_token)?,
+            operator_auth: match &config.gateway.auth {
+                GatewayAuth::Token(r) => OperatorAuth::Token(get("gateway.auth.token", r)?),
+                GatewayAuth::Password(hash) => OperatorAuth::Password(hash.clone()),
+                GatewayAuth::None => OperatorAuth::None,
+            },
             gateway_credential: get("services.credentials.gateway", &creds.gateway)?,
             bridge_credential: get("services.credentials.bridge", &creds.bridge)?,
             agent_credential: get("services.credentials.agent", &creds.agent)?,
@@ -171,8 +182,9 @@ pub async fn run(
         store: store.clone(),
         hub: Arc::clone(&hub),
         events,
-        token: secrets.operator_token,
+        auth: secrets.operator_auth,
         agent_id: DEFAULT_AGENT_ID.to_owned(),
+        chat_completions: config.gateway.chat_completions,
     });
     let operator_shutdown = shutdown.clone();
     // Replies are several small frames in a row; without TCP_NODELAY, Nagle's algorithm

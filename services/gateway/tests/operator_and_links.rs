@@ -66,6 +66,10 @@ struct Gateway {
 }
 
 async fn start() -> Gateway {
+    start_with("{}").await
+}
+
+async fn start_with(gateway: &str) -> Gateway {
     let agent_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let agent_addr = agent_listener.local_addr().unwrap();
     let agent_auth = RequireCaller::new(vec![(ServiceName::Gateway, Secret::new("gateway-cred"))]);
@@ -78,7 +82,7 @@ async fn start() -> Gateway {
     );
     let config = pincer_runtime::config::parse_config(
         &format!(
-            r#"{{ services: {{ agent: {{ url: "http://{agent_addr}" }} }},
+            r#"{{ gateway: {gateway}, services: {{ agent: {{ url: "http://{agent_addr}" }} }},
                  models: {{ providers: {{ p: {{ api: "openai-chat", baseUrl: "http://127.0.0.1:9/v1" }} }} }},
                  agents: {{ defaults: {{ model: "p/m" }} }} }}"#
         ),
@@ -94,7 +98,7 @@ async fn start() -> Gateway {
         listeners.grpc.local_addr().unwrap(),
     );
     let secrets = GatewaySecrets {
-        operator_token: Secret::new(TOKEN),
+        operator_auth: pincer_gateway::operator::auth::OperatorAuth::Token(Secret::new(TOKEN)),
         gateway_credential: Secret::new("gateway-cred"),
         bridge_credential: Secret::new("bridge-cred"),
         agent_credential: Secret::new("agent-cred"),
@@ -369,5 +373,91 @@ async fn grpc_calls_need_the_right_service_credential() {
         .await
         .unwrap();
     assert!(ok.into_inner().entries.is_empty());
+    gw.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn openai_compatible_api_is_off_by_default_and_bearer_protected() {
+    let off = start().await;
+    let client = reqwest::Client::new();
+    let body = json!({ "model": "main", "messages": [{ "role": "user", "content": "hi" }] });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = client
+        .post(format!("http://{}/v1/chat/completions", off.operator))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "disabled by default");
+    off.shutdown.cancel();
+
+    let gw = start_with(r#"{ http: { endpoints: { chatCompletions: { enabled: true } } } }"#).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let url = format!("http://{}/v1/chat/completions", gw.operator);
+    let r = client
+        .post(&url)
+        .bearer_auth("wrong-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_api_key"
+    );
+    let r = client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no bearer, no answer");
+
+    let r = client.post(&url).bearer_auth(TOKEN).json(&json!({ "model": "main", "user": "alice", "messages": [{ "role": "user", "content": "hi" }] })).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["content"], "echo: hi");
+
+    let r = client
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .json(&json!({ "model": "pincer:main", "stream": true, "messages": [{ "role": "user", "content": "streamed" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let datas: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(datas.last(), Some(&"[DONE]"), "{text}");
+    let content: String = datas[..datas.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(content, "echo: streamed");
+
+    let r = client
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .json(&json!({ "model": "gpt-4o", "messages": [{ "role": "user", "content": "x" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let models: Value = client
+        .get(format!("http://{}/v1/models", gw.operator))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "main");
     gw.shutdown.cancel();
 }

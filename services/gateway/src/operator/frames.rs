@@ -108,7 +108,8 @@ impl ServerFrame {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectParams {
-    /// Credentials.
+    /// Credentials (may be omitted when the gateway's auth mode is `none`).
+    #[serde(default)]
     pub auth: ConnectAuth,
     /// The client.
     #[serde(default)]
@@ -125,12 +126,16 @@ fn one() -> u32 {
     1
 }
 
-/// `connect.auth`.
-#[derive(Debug, Deserialize)]
+/// `connect.auth`: the gateway token or password, whichever `gateway.auth.mode` asks for.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectAuth {
     /// The gateway token.
-    pub token: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The gateway password.
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 /// `connect.client`.

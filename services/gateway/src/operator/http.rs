@@ -8,8 +8,8 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use pincer_runtime::Secret;
 
+use super::auth::OperatorAuth;
 use super::ws::{self, MAX_FRAME_BYTES};
 use crate::bridge_link::BridgeHub;
 use crate::store::Store;
@@ -23,15 +23,23 @@ pub struct OperatorState {
     pub hub: Arc<BridgeHub>,
     /// Live turn updates.
     pub events: Arc<TurnEvents>,
-    /// The operator token.
-    pub token: Secret,
+    /// How operator clients authenticate.
+    pub auth: OperatorAuth,
     /// The agent that operator sessions talk to.
     pub agent_id: String,
+    /// Serve the OpenAI-compatible endpoints.
+    pub chat_completions: bool,
 }
 
 /// The router.
 pub fn router(state: Arc<OperatorState>) -> Router {
+    let compat = if state.chat_completions {
+        super::openai_compat::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(compat)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/ws", get(upgrade))

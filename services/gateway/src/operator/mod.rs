@@ -4,9 +4,15 @@
 //! | module | what |
 //! |---|---|
 //! | [`http`] | the axum router: `/healthz`, `/readyz`, `/ws` |
+//! | [`auth`] | the operator credential: token, password (Argon2id) or none |
 //! | [`frames`] | frame types and error codes |
+//! | [`submit`] | queueing an operator message (shared by WS and HTTP) |
+//! | [`openai_compat`] | `POST /v1/chat/completions`, `GET /v1/models` (off by default) |
 //! | [`ws`] | one connection: handshake, auth, methods, events |
 
+pub mod auth;
 pub mod frames;
 pub mod http;
+pub mod openai_compat;
+pub mod submit;
 pub mod ws;

@@ -10,15 +10,16 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::auth::Presented;
 use super::frames::{
     ChatSendParams, ClientFrame, ConnectParams, ErrorCode, PROTOCOL_VERSION, ServerFrame,
 };
 use super::http::OperatorState;
-use crate::routing::{ChatKind, SessionKey};
-use crate::store::inbound::{Disposition, Enqueued, NewInbound, counts as inbound_counts, enqueue};
+use super::submit::{SubmitError, SubmitStatus, submit};
+use crate::store::inbound::counts as inbound_counts;
 use crate::store::outbox::counts as outbox_counts;
 use crate::store::transcript::session_count;
-use crate::turn_events::{TurnUpdate, event_key};
+use crate::turn_events::TurnUpdate;
 
 /// Most bytes in any frame after authentication.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
@@ -26,7 +27,6 @@ pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 pub const MAX_PREAUTH_FRAME_BYTES: usize = 64 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 const TICK_EVERY: Duration = Duration::from_secs(30);
-const MAX_CHAT_TEXT: usize = 64 * 1024;
 
 /// Serves one connection until it closes.
 pub async fn serve(socket: WebSocket, state: Arc<OperatorState>) {
@@ -209,16 +209,36 @@ async fn handshake(
             .await;
         return false;
     }
-    if !state.token.matches(params.auth.token.as_bytes()) {
-        tracing::warn!("operator connection refused: wrong token");
-        out.res(ServerFrame::err(
-            id,
-            ErrorCode::Unauthorized,
-            "wrong gateway token",
-            false,
-        ))
-        .await;
-        return false;
+    let presented = Presented {
+        token: params.auth.token,
+        password: params.auth.password,
+    };
+    let auth = state.auth.clone();
+    let verdict = tokio::task::spawn_blocking(move || auth.check(&presented)).await;
+    match verdict {
+        Ok(Ok(())) => {}
+        Ok(Err(failure)) => {
+            tracing::warn!(%failure, "operator connection refused");
+            out.res(ServerFrame::err(
+                id,
+                ErrorCode::Unauthorized,
+                failure.to_string(),
+                false,
+            ))
+            .await;
+            return false;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "credential check failed");
+            out.res(ServerFrame::err(
+                id,
+                ErrorCode::Unavailable,
+                "credential check failed",
+                true,
+            ))
+            .await;
+            return false;
+        }
     }
     let client = params
         .client
@@ -296,90 +316,38 @@ async fn chat_send(id: String, params: Value, out: &Outbound, state: &Arc<Operat
             return;
         }
     };
-    if params.text.trim().is_empty() || params.text.len() > MAX_CHAT_TEXT {
-        out.res(ServerFrame::err(
-            id,
-            ErrorCode::InvalidRequest,
-            "text must be 1 byte to 64 KiB",
-            false,
-        ))
-        .await;
-        return;
-    }
     let session = params.session.unwrap_or_else(|| "main".to_owned());
-    let valid_name = !session.is_empty()
-        && session.len() <= 64
-        && session
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !valid_name {
-        out.res(ServerFrame::err(
-            id,
-            ErrorCode::InvalidRequest,
-            "session must be 1-64 of [A-Za-z0-9_-]",
-            false,
-        ))
-        .await;
-        return;
-    }
-    let run_id = match params.idempotency_key {
-        Some(k) if !k.is_empty() && k.len() <= 128 => k,
-        Some(_) => {
-            out.res(ServerFrame::err(
-                id,
-                ErrorCode::InvalidRequest,
-                "idempotencyKey must be 1 to 128 bytes",
-                false,
-            ))
-            .await;
-            return;
-        }
-        None => uuid::Uuid::new_v4().to_string(),
-    };
-    let key = event_key("operator", "local", &run_id);
-    let mut updates = state.events.subscribe(&key);
-    let msg = NewInbound {
-        channel: "operator".to_owned(),
-        account_id: "local".to_owned(),
-        platform_message_id: run_id.clone(),
-        sender_id: "operator".to_owned(),
-        chat_id: session.clone(),
-        chat_kind: ChatKind::Operator,
-        thread_id: String::new(),
-        text: params.text,
-        session_key: SessionKey::operator(&state.agent_id, &session),
-        disposition: Disposition::Process,
-    };
-    let stored = state.store.call(move |c| enqueue(c, &msg)).await;
-    match stored {
-        Ok(Enqueued::New(_)) => {
-            state.hub.inbound_ready.notify_one();
-            out.res(ServerFrame::ok(
-                id,
-                json!({ "runId": run_id, "status": "accepted" }),
-            ))
-            .await;
-        }
-        Ok(Enqueued::Duplicate(_)) => {
-            state.events.forget(&key);
-            out.res(ServerFrame::ok(
-                id,
-                json!({ "runId": run_id, "status": "duplicate" }),
-            ))
-            .await;
-            return;
-        }
-        Err(e) => {
-            state.events.forget(&key);
+    let submission = match submit(state, &session, params.text, params.idempotency_key).await {
+        Ok(s) => s,
+        Err(e @ SubmitError::Store(_)) => {
             out.res(ServerFrame::err(
                 id,
                 ErrorCode::Unavailable,
-                format!("cannot queue the message: {e}"),
+                e.to_string(),
                 true,
             ))
             .await;
             return;
         }
+        Err(e) => {
+            out.res(ServerFrame::err(
+                id,
+                ErrorCode::InvalidRequest,
+                e.to_string(),
+                false,
+            ))
+            .await;
+            return;
+        }
+    };
+    let (run_id, mut updates) = (submission.run_id, submission.updates);
+    out.res(ServerFrame::ok(
+        id,
+        json!({ "runId": run_id, "status": submission.status.as_str() }),
+    ))
+    .await;
+    if submission.status == SubmitStatus::Duplicate {
+        return;
     }
     let out = out.clone();
     tokio::spawn(async move {

@@ -3,6 +3,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`bootstrap`] | what every service `main` does: args, config, tracing, signals |
+//! | [`cidr`] | IP networks (`trustedProxies`), `::ffff:` normalisation |
 //! | [`config`] | the JSON5 config: raw types (unknown keys rejected), validation, schema |
 //! | [`secret`] | secrets by reference (`${ENV}`, `{file}`), redacted `Secret` |
 //! | [`net`] | accepting gRPC connections (TCP_NODELAY) |
@@ -12,6 +13,7 @@
 //! | [`telemetry`] | tracing setup |
 
 pub mod bootstrap;
+pub mod cidr;
 pub mod config;
 pub mod net;
 pub mod paths;

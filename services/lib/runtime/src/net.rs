@@ -20,3 +20,27 @@ pub fn incoming(
         })
     })
 }
+
+/// The IP addresses of this host's network interfaces (to find a Tailscale address).
+pub fn interface_addrs() -> std::io::Result<Vec<std::net::IpAddr>> {
+    let addrs = nix::ifaddrs::getifaddrs().map_err(std::io::Error::from)?;
+    Ok(addrs
+        .filter_map(|ifa| ifa.address)
+        .filter_map(|a| {
+            if let Some(v4) = a.as_sockaddr_in() {
+                Some(std::net::IpAddr::V4(v4.ip()))
+            } else {
+                a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn this_host_has_a_loopback_interface() {
+        let addrs = super::interface_addrs().unwrap();
+        assert!(addrs.iter().any(|a| a.is_loopback()), "{addrs:?}");
+    }
+}

@@ -17,7 +17,15 @@ fn error_text(text: &str) -> String {
 #[test]
 fn minimal_config_gets_safe_defaults() {
     let config = parse_config(MINIMAL, "test.json5").unwrap();
-    assert_eq!(config.gateway.listen.to_string(), "127.0.0.1:18789");
+    assert_eq!(
+        config.gateway.listen_addr(&[]).unwrap().to_string(),
+        "127.0.0.1:18789"
+    );
+    assert!(config.gateway.auto_approve_local_devices);
+    assert!(
+        !config.gateway.chat_completions,
+        "the OpenAI-compatible API is off by default"
+    );
     assert_eq!(config.agent.model.to_string(), "openai/gpt-4o-mini");
     assert!(config.telegram.is_none());
     assert_eq!(
@@ -157,4 +165,101 @@ fn schema_lists_keys_and_rejects_extras() {
     ] {
         assert!(text.contains(key), "schema lacks {key}");
     }
+}
+
+fn with_gateway(gateway: &str) -> String {
+    MINIMAL.replace("agents: {", &format!("gateway: {gateway}, agents: {{"))
+}
+
+#[test]
+fn non_loopback_bind_without_auth_refuses_to_start() {
+    let text = error_text(&with_gateway(r#"{ bind: "lan", auth: { mode: "none" } }"#));
+    assert!(
+        text.contains("gateway.auth.mode") && text.contains("open the gateway"),
+        "{text}"
+    );
+    let text = error_text(&with_gateway(
+        r#"{ bind: "tailnet", auth: { mode: "none" } }"#,
+    ));
+    assert!(text.contains("gateway.auth.mode"), "{text}");
+    let loopback = parse_config(&with_gateway(r#"{ auth: { mode: "none" } }"#), "t").unwrap();
+    assert!(matches!(
+        loopback.gateway.auth,
+        pincer_runtime::config::validate::GatewayAuth::None
+    ));
+    let custom_loopback = parse_config(
+        &with_gateway(r#"{ bind: "custom", customBindHost: "127.0.0.2", auth: { mode: "none" } }"#),
+        "t",
+    );
+    assert!(custom_loopback.is_ok());
+}
+
+#[test]
+fn tailnet_bind_needs_a_tailscale_address() {
+    let config = parse_config(&with_gateway(r#"{ bind: "tailnet", port: 18789 }"#), "t").unwrap();
+    let none: Vec<std::net::IpAddr> =
+        vec!["127.0.0.1".parse().unwrap(), "192.168.1.2".parse().unwrap()];
+    let err = config.gateway.listen_addr(&none).unwrap_err();
+    assert!(err.to_string().contains("no Tailscale address"), "{err}");
+    let with: Vec<std::net::IpAddr> = vec!["100.100.1.2".parse().unwrap()];
+    assert_eq!(
+        config.gateway.listen_addr(&with).unwrap().to_string(),
+        "100.100.1.2:18789"
+    );
+}
+
+#[test]
+fn password_mode_takes_only_an_argon2id_hash() {
+    let text = error_text(&with_gateway(
+        r#"{ auth: { mode: "password", passwordHash: "hunter2hunter2" } }"#,
+    ));
+    assert!(
+        text.contains("gateway.auth.passwordHash")
+            && text.contains("Argon2id")
+            && !text.contains("hunter2"),
+        "{text}"
+    );
+    assert!(error_text(&with_gateway(r#"{ auth: { mode: "password" } }"#)).contains("missing"));
+    let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0123456789abcdef0123456789abcdef0123456789a";
+    let ok = parse_config(
+        &with_gateway(&format!(
+            r#"{{ auth: {{ mode: "password", passwordHash: "{phc}" }} }}"#
+        )),
+        "t",
+    )
+    .unwrap();
+    assert!(matches!(
+        ok.gateway.auth,
+        pincer_runtime::config::validate::GatewayAuth::Password(_)
+    ));
+}
+
+#[test]
+fn proxies_origins_and_limits_are_checked() {
+    let text = error_text(&with_gateway(
+        r#"{ trustedProxies: ["10.0.0.0/8", "proxy.lan", "::1/129"] }"#,
+    ));
+    assert!(
+        text.contains("proxy.lan") && text.contains("::1/129"),
+        "{text}"
+    );
+    let text = error_text(&with_gateway(
+        r#"{ controlUi: { allowedOrigins: ["https://ui.example.com/app"] } }"#,
+    ));
+    assert!(text.contains("gateway.controlUi.allowedOrigins"), "{text}");
+    let text = error_text(&with_gateway(
+        r#"{ auth: { rateLimit: { maxFailures: 0 } } }"#,
+    ));
+    assert!(
+        text.contains("gateway.auth.rateLimit.maxFailures"),
+        "{text}"
+    );
+    let ok = parse_config(
+        &with_gateway(r#"{ trustedProxies: ["127.0.0.1", "10.0.0.0/8"], controlUi: { allowedOrigins: ["https://UI.example.com:443"] } }"#),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(ok.gateway.trusted_proxies.len(), 2);
+    assert_eq!(ok.gateway.allowed_origins, ["https://ui.example.com"]);
+    assert_eq!(ok.gateway.auth_rate_limit.max_failures, 10);
 }

@@ -3,8 +3,10 @@
 //! - [`raw`]: serde types exactly as written; unknown keys are rejected.
 //! - [`validate`]: cross-field rules, producing [`Config`]; every issue names the key path,
 //!   the bad value and the fix.
+//! - [`gateway`]: the `gateway` section (bind, auth, proxies, origins, limits).
 //! - [`load`]: reading the file (symlinks refused), parsing JSON5, the JSON Schema.
 
+pub mod gateway;
 pub mod load;
 pub mod raw;
 pub mod validate;

@@ -46,7 +46,8 @@ pub struct RawGateway {
     /// Operator API port (WebSocket + HTTP).
     #[serde(default = "default_gateway_port")]
     pub port: u16,
-    /// `loopback` (127.0.0.1, default), `lan` (0.0.0.0) or `custom` (see `customBindHost`).
+    /// `loopback` (127.0.0.1, default), `lan` (0.0.0.0), `tailnet` (this host's Tailscale
+    /// address) or `custom` (see `customBindHost`).
     #[serde(default)]
     pub bind: BindMode,
     /// The address to bind when `bind` is `custom`.
@@ -55,6 +56,18 @@ pub struct RawGateway {
     /// How operator clients authenticate.
     #[serde(default)]
     pub auth: RawGatewayAuth,
+    /// Reverse proxies whose forwarding headers are believed (IPs or CIDRs).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The browser control UI.
+    #[serde(default)]
+    pub control_ui: RawControlUi,
+    /// Operator devices.
+    #[serde(default)]
+    pub devices: RawDevices,
+    /// Optional HTTP endpoints.
+    #[serde(default)]
+    pub http: RawGatewayHttp,
 }
 
 impl Default for RawGateway {
@@ -64,6 +77,10 @@ impl Default for RawGateway {
             bind: BindMode::default(),
             custom_bind_host: None,
             auth: RawGatewayAuth::default(),
+            trusted_proxies: Vec::new(),
+            control_ui: RawControlUi::default(),
+            devices: RawDevices::default(),
+            http: RawGatewayHttp::default(),
         }
     }
 }
@@ -81,6 +98,8 @@ pub enum BindMode {
     Loopback,
     /// All interfaces (0.0.0.0).
     Lan,
+    /// The host's Tailscale address (100.64.0.0/10 or fd7a:115c:a1e0::/48).
+    Tailnet,
     /// `gateway.customBindHost`.
     Custom,
 }
@@ -89,12 +108,19 @@ pub enum BindMode {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawGatewayAuth {
-    /// `token` (the only mode so far).
+    /// `token` (default), `password`, or `none` (loopback bind only).
     #[serde(default)]
     pub mode: AuthMode,
-    /// The operator token (at least 32 characters).
+    /// The operator token (at least 32 characters) for `mode: "token"`.
     #[serde(default)]
     pub token: Option<SecretRef>,
+    /// The Argon2id hash (PHC string) of the password for `mode: "password"`;
+    /// `pincer gateway hash-password` makes one.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Failed-authentication limits.
+    #[serde(default)]
+    pub rate_limit: RawAuthRateLimit,
 }
 
 /// `gateway.auth.mode`.
@@ -104,6 +130,72 @@ pub enum AuthMode {
     /// A bearer token shared with operator clients.
     #[default]
     Token,
+    /// A password, stored only as an Argon2id hash.
+    Password,
+    /// No shared secret (device identity still applies); refused unless bound to loopback.
+    None,
+}
+
+/// `gateway.auth.rateLimit`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAuthRateLimit {
+    /// Failures allowed per client address and credential kind within the window (default 10).
+    #[serde(default)]
+    pub max_failures: Option<u32>,
+    /// The window in seconds (default 60).
+    #[serde(default)]
+    pub window_seconds: Option<u32>,
+    /// How long a locked-out address waits, in seconds (default 300).
+    #[serde(default)]
+    pub lockout_seconds: Option<u32>,
+}
+
+/// `gateway.controlUi`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawControlUi {
+    /// Browser origins (besides the gateway's own) allowed to connect, e.g.
+    /// `https://pincer.example.ts.net`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+/// `gateway.devices`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawDevices {
+    /// Approve new devices on this host automatically (loopback, no forwarding headers).
+    /// Default true.
+    #[serde(default)]
+    pub auto_approve_local: Option<bool>,
+}
+
+/// `gateway.http`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGatewayHttp {
+    /// OpenAI-compatible endpoints.
+    #[serde(default)]
+    pub endpoints: RawHttpEndpoints,
+}
+
+/// `gateway.http.endpoints`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawHttpEndpoints {
+    /// `POST /v1/chat/completions` and `GET /v1/models`.
+    #[serde(default)]
+    pub chat_completions: RawEndpointToggle,
+}
+
+/// An optional endpoint.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawEndpointToggle {
+    /// Serve it (default false).
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 /// `services`: the private gRPC mesh.

@@ -11,9 +11,12 @@ use std::time::Duration;
 use url::Url;
 
 use super::raw::{
-    BindMode, DmPolicy, GroupPolicy, LogFormat, ProviderApi, RawConfig, RawEndpoint, RawTelegram,
+    DmPolicy, GroupPolicy, LogFormat, ProviderApi, RawConfig, RawEndpoint, RawTelegram,
 };
 use crate::secret::SecretRef;
+
+use super::gateway::validate_gateway;
+pub use super::gateway::{GatewayAuth, GatewayBind, GatewayConfig};
 
 /// A validated configuration. Secrets are still references; each service resolves only the
 /// ones it uses.
@@ -35,15 +38,6 @@ pub struct Config {
     pub executor: ExecutorConfig,
     /// Logging.
     pub logging: LoggingConfig,
-}
-
-/// `gateway`.
-#[derive(Debug, Clone)]
-pub struct GatewayConfig {
-    /// Where the operator API listens.
-    pub listen: SocketAddr,
-    /// The operator token.
-    pub auth_token: SecretRef,
 }
 
 /// `services`.
@@ -224,10 +218,10 @@ impl fmt::Display for ConfigIssue {
 
 /// Collects issues while validating.
 #[derive(Default)]
-struct Issues(Vec<ConfigIssue>);
+pub(super) struct Issues(Vec<ConfigIssue>);
 
 impl Issues {
-    fn add(&mut self, path: &str, problem: impl Into<String>, fix: impl Into<String>) {
+    pub(super) fn add(&mut self, path: &str, problem: impl Into<String>, fix: impl Into<String>) {
         self.0.push(ConfigIssue {
             path: path.to_owned(),
             problem: problem.into(),
@@ -253,7 +247,7 @@ You can run shell commands in a sandbox with the exec tool; its working director
 pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigIssue>> {
     let mut issues = Issues::default();
 
-    let gateway = validate_gateway(&raw, &mut issues);
+    let gateway = validate_gateway(&raw.gateway, &mut issues);
     let endpoints = (
         endpoint(
             &raw.services.gateway,
@@ -375,74 +369,6 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigIssue>> {
         }
         _ => Err(issues.0),
     }
-}
-
-fn validate_gateway(raw: &RawConfig, issues: &mut Issues) -> Option<GatewayConfig> {
-    let g = &raw.gateway;
-    if g.port == 0 {
-        issues.add(
-            "gateway.port",
-            "0 is not a usable port",
-            "use a port such as 18789",
-        );
-    }
-    let ip = match g.bind {
-        BindMode::Loopback => {
-            if g.custom_bind_host.is_some() {
-                issues.add(
-                    "gateway.customBindHost",
-                    "is set but gateway.bind is \"loopback\"",
-                    "remove it, or set gateway.bind to \"custom\"",
-                );
-            }
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        }
-        BindMode::Lan => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        BindMode::Custom => match g.custom_bind_host.as_deref().map(str::parse::<IpAddr>) {
-            Some(Ok(ip)) => ip,
-            Some(Err(_)) => {
-                issues.add(
-                    "gateway.customBindHost",
-                    format!(
-                        "{:?} is not an IP address",
-                        g.custom_bind_host.as_deref().unwrap_or_default()
-                    ),
-                    "use an address such as 192.168.1.10",
-                );
-                return None;
-            }
-            None => {
-                issues.add(
-                    "gateway.customBindHost",
-                    "is required when gateway.bind is \"custom\"",
-                    "set it to the IP address to listen on",
-                );
-                return None;
-            }
-        },
-    };
-    let auth_token = g
-        .auth
-        .token
-        .clone()
-        .unwrap_or_else(|| SecretRef::env(ENV_GATEWAY_TOKEN));
-    if let (crate::secret::SecretKind::Inline, SecretRef::Value(v)) =
-        (auth_token.kind(), &auth_token)
-    {
-        {
-            if v.chars().count() < 32 {
-                issues.add(
-                    "gateway.auth.token",
-                    format!("the inline token has {} characters", v.chars().count()),
-                    "use at least 32 random characters (pincer generates one on first start)",
-                );
-            }
-        }
-    }
-    Some(GatewayConfig {
-        listen: SocketAddr::new(ip, g.port),
-        auth_token,
-    })
 }
 
 fn endpoint(
