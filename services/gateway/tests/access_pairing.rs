@@ -74,7 +74,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn device(i: usize) -> DeviceId {
-    DeviceId::parse(&["a", "b", "c"][i].repeat(64)).unwrap()
+    ["a", "b", "c"][i].repeat(64).parse::<DeviceId>().unwrap()
 }
 
 /// What the test believes, independently of the store.
@@ -247,13 +247,7 @@ fn declared_scopes_are_ignored_and_rotation_cannot_widen() {
     let id = device(0);
     let read = ScopeSet::of(&[Scope::Read]);
     store
-        .request(
-            id.clone(),
-            Role::Operator,
-            ScopeSet::ALL,
-            AutoApproval::Never,
-            0,
-        )
+        .request(id, Role::Operator, ScopeSet::ALL, AutoApproval::Never, 0)
         .unwrap();
     let t = store
         .approve(&id, read, &TokenSecret::from_bytes([1; 32]), 1)

@@ -88,7 +88,7 @@ struct PairingModel {
 }
 
 fn device(i: usize) -> DeviceId {
-    DeviceId::parse(&["a", "b"][i].repeat(64)).unwrap()
+    ["a", "b"][i].repeat(64).parse::<DeviceId>().unwrap()
 }
 
 /// Two nested scope sets are enough to tell narrowing from widening.

@@ -1,6 +1,6 @@
 //! Device ids and device tokens.
 //!
-//! A device id is `hex(sha256(ed25519 public key))`: 64 lowercase hex characters. A device
+//! A device id ([`DeviceId`], from `pincer-identity`) is `hex(sha256(ed25519 public key))`. A device
 //! token is `pdt_` + hex of 32 random bytes supplied by the caller; the gateway keeps only
 //! its SHA-256 ([`TokenHash`]) and compares presented tokens in constant time. Token text
 //! is never printed by `Debug`.
@@ -15,40 +15,7 @@ use super::scope_set::{Role, ScopeSet};
 /// The prefix of every device token, so log redaction can recognise them.
 pub const DEVICE_TOKEN_PREFIX: &str = "pdt_";
 
-/// A validated device id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DeviceId(String);
-
-/// Why a device id was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a device id is 64 hex characters (sha256 of the device's public key)")]
-pub struct BadDeviceId;
-
-impl DeviceId {
-    /// Parses a device id; upper-case hex is accepted and lowered.
-    pub fn parse(s: &str) -> Result<Self, BadDeviceId> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(BadDeviceId);
-        }
-        Ok(Self(s.to_ascii_lowercase()))
-    }
-
-    /// The id of a device with this Ed25519 public key.
-    pub fn from_public_key(public_key: &[u8; 32]) -> Self {
-        Self(hex::encode(Sha256::digest(public_key)))
-    }
-
-    /// The id text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for DeviceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use pincer_identity::DeviceId;
 
 /// 32 random bytes for a new token, from a CSPRNG.
 #[derive(Clone)]
@@ -168,19 +135,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn device_ids_are_64_hex() {
-        let id = DeviceId::from_public_key(&[7; 32]);
-        assert_eq!(id.as_str().len(), 64);
-        assert_eq!(DeviceId::parse(&id.as_str().to_uppercase()), Ok(id));
-        assert_eq!(DeviceId::parse("abc"), Err(BadDeviceId));
-        assert_eq!(DeviceId::parse(&"g".repeat(64)), Err(BadDeviceId));
-    }
-
-    #[test]
     fn tokens_are_hashed_and_never_printed() {
         let secret = TokenSecret::from_bytes([9; 32]);
         let (issued, hash) = IssuedToken::new(
-            DeviceId::parse(&"a".repeat(64)).unwrap(),
+            "a".repeat(64).parse::<DeviceId>().unwrap(),
             Role::Operator,
             ScopeSet::EMPTY,
             1,

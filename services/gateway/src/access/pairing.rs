@@ -133,23 +133,16 @@ impl PairingStore {
         };
         if self.is_expired(requested_at_ms, now_ms) {
             self.expire(now_ms);
-            return Err(PairingError::RequestExpired(device_id.clone()));
+            return Err(PairingError::RequestExpired(*device_id));
         }
         if !granted.is_subset_of(requested_scopes) {
             return Err(PairingError::ExceedsRequest {
-                device: device_id.clone(),
+                device: *device_id,
                 requested: requested_scopes,
                 granted,
             });
         }
-        Ok(self.issue(
-            device_id.clone(),
-            requested_role,
-            granted,
-            1,
-            secret,
-            now_ms,
-        ))
+        Ok(self.issue(*device_id, requested_role, granted, 1, secret, now_ms))
     }
 
     /// The owner refuses a pending request.
@@ -194,13 +187,13 @@ impl PairingStore {
         };
         if !scopes.is_subset_of(approved) {
             return Err(PairingError::ExceedsApproval {
-                device: device_id.clone(),
+                device: *device_id,
                 approved,
                 asked: scopes,
             });
         }
         let generation = token_generation.saturating_add(1);
-        Ok(self.issue(device_id.clone(), role, scopes, generation, secret, now_ms))
+        Ok(self.issue(*device_id, role, scopes, generation, secret, now_ms))
     }
 
     /// Checks a device token. Grants the approved scopes intersected with `claimed_scopes`;
@@ -230,7 +223,7 @@ impl PairingStore {
                     return Err(DeviceAuthError::RoleMismatch);
                 }
                 Ok(Granted {
-                    device_id: device_id.clone(),
+                    device_id: *device_id,
                     role: *role,
                     scopes: scopes.intersection(claimed_scopes),
                 })
@@ -249,15 +242,13 @@ impl PairingStore {
                     requested_at_ms,
                     refused_before,
                     ..
-                } if self.is_expired(*requested_at_ms, now_ms) => {
-                    Some((id.clone(), *refused_before))
-                }
+                } if self.is_expired(*requested_at_ms, now_ms) => Some((*id, *refused_before)),
                 _ => None,
             })
             .collect();
         for (id, refusal) in &expired {
             match refusal {
-                Some(r) => self.devices.insert(id.clone(), (*r).into()),
+                Some(r) => self.devices.insert(*id, (*r).into()),
                 None => self.devices.remove(id),
             };
         }
@@ -278,8 +269,7 @@ impl PairingStore {
         secret: &TokenSecret,
         now_ms: i64,
     ) -> IssuedToken {
-        let (issued, token_hash) =
-            IssuedToken::new(device_id.clone(), role, scopes, generation, secret);
+        let (issued, token_hash) = IssuedToken::new(device_id, role, scopes, generation, secret);
         let approved = DeviceState::Approved {
             role,
             scopes,
@@ -293,9 +283,9 @@ impl PairingStore {
 
     fn missing(&self, id: &DeviceId, otherwise: fn(DeviceId) -> PairingError) -> PairingError {
         if self.devices.contains_key(id) {
-            otherwise(id.clone())
+            otherwise(*id)
         } else {
-            PairingError::UnknownDevice(id.clone())
+            PairingError::UnknownDevice(*id)
         }
     }
 }
@@ -306,7 +296,7 @@ mod tests {
     use crate::access::scope_set::Scope;
 
     fn id(c: char) -> DeviceId {
-        DeviceId::parse(&c.to_string().repeat(64)).unwrap()
+        c.to_string().repeat(64).parse::<DeviceId>().unwrap()
     }
 
     fn secret(n: u8) -> TokenSecret {

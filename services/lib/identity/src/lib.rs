@@ -49,4 +49,4 @@ pub use fields::{ClientId, ConnectToken, MAX_CLIENT_ID_BYTES, MAX_TOKEN_BYTES, N
 pub use key_file::KeyOrigin;
 pub use payload::{ConnectClaims, PAYLOAD_VERSION};
 pub use signing::{Signature, SignedConnect, sign, verify_device, verify_payload};
-pub use vocab::{ClientMode, Role, Scope, ScopeSet};
+pub use vocab::{ClientMode, Role, Scope, ScopeIter, ScopeSet};

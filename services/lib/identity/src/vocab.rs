@@ -3,7 +3,6 @@
 //! Each has one lowercase wire name (`as_str`, `Display`, `FromStr`); none contains `|`
 //! or `,`, which keeps the signed payload unambiguous.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -88,59 +87,136 @@ wire_enum!(
     }
 );
 
-/// A set of scopes, always sorted by name and without duplicates.
+/// A set of scopes: a bit set, iterated (and printed) in name order, without duplicates.
+/// Scopes do not imply one another: `admin` does not include `read`.
 ///
 /// Requested scopes are only a request: pairing decides what a device is granted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct ScopeSet(BTreeSet<Scope>);
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScopeSet(u8);
+
+impl Scope {
+    const fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
 
 impl ScopeSet {
+    /// No scopes.
+    pub const EMPTY: Self = Self(0);
+    /// Every scope.
+    pub const ALL: Self = Self((1 << Scope::ALL.len()) - 1);
+
     /// The empty set.
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        Self::EMPTY
+    }
+
+    /// The set of `scopes`.
+    pub fn of(scopes: &[Scope]) -> Self {
+        scopes.iter().copied().collect()
     }
 
     /// Adds `scope`; returns whether it was new.
     pub fn insert(&mut self, scope: Scope) -> bool {
-        self.0.insert(scope)
+        let new = !self.contains(scope);
+        self.0 |= scope.bit();
+        new
     }
 
     /// Whether `scope` is in the set.
-    pub fn contains(&self, scope: Scope) -> bool {
-        self.0.contains(&scope)
+    pub const fn contains(self, scope: Scope) -> bool {
+        self.0 & scope.bit() != 0
     }
 
     /// Whether every scope here is also in `other`.
-    pub fn is_subset(&self, other: &ScopeSet) -> bool {
-        self.0.is_subset(&other.0)
+    pub const fn is_subset_of(self, other: Self) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    /// The scopes in both.
+    pub const fn intersection(self, other: Self) -> Self {
+        Self(self.0 & other.0)
+    }
+
+    /// The scopes in either.
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
     }
 
     /// Whether the set is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
     }
 
     /// The scopes in name order.
-    pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
-        self.0.iter().copied()
+    pub fn iter(self) -> ScopeIter {
+        self.into_iter()
+    }
+
+    /// The wire names in name order.
+    pub fn names(self) -> Vec<&'static str> {
+        self.iter().map(Scope::as_str).collect()
     }
 
     /// Parses a list of scope names (duplicates are merged; unknown names are refused).
-    pub fn parse_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, ClaimError> {
-        names.into_iter().map(str::parse).collect()
+    pub fn parse_names<I, S>(names: I) -> Result<Self, ClaimError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        names
+            .into_iter()
+            .map(|n| n.as_ref().parse::<Scope>())
+            .collect()
     }
 }
 
 impl FromIterator<Scope> for ScopeSet {
     fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
-        Self(iter.into_iter().collect())
+        Self(iter.into_iter().fold(0, |acc, s| acc | s.bit()))
+    }
+}
+
+impl IntoIterator for ScopeSet {
+    type Item = Scope;
+    type IntoIter = ScopeIter;
+
+    fn into_iter(self) -> ScopeIter {
+        ScopeIter { set: self, next: 0 }
+    }
+}
+
+/// The scopes of a [`ScopeSet`], in name order.
+#[derive(Debug, Clone)]
+pub struct ScopeIter {
+    set: ScopeSet,
+    next: usize,
+}
+
+impl Iterator for ScopeIter {
+    type Item = Scope;
+
+    fn next(&mut self) -> Option<Scope> {
+        while let Some(scope) = Scope::ALL.get(self.next).copied() {
+            self.next += 1;
+            if self.set.contains(scope) {
+                return Some(scope);
+            }
+        }
+        None
+    }
+}
+
+impl fmt::Debug for ScopeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.names()).finish()
     }
 }
 
 impl fmt::Display for ScopeSet {
     /// Comma-joined names in sorted order (the payload form); empty for the empty set.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, scope) in self.0.iter().enumerate() {
+        for (i, scope) in self.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
@@ -197,14 +273,14 @@ mod tests {
     fn scope_sets_are_sorted_deduplicated_and_canonical() {
         let set = ScopeSet::parse_names(["write", "read", "write", "admin"]).unwrap();
         assert_eq!(set.to_string(), "admin,read,write");
-        assert_eq!("admin,read,write".parse::<ScopeSet>(), Ok(set.clone()));
+        assert_eq!("admin,read,write".parse::<ScopeSet>(), Ok(set));
         assert_eq!("read,admin".parse::<ScopeSet>(), Err(ClaimError::ScopeList));
         assert_eq!("read,read".parse::<ScopeSet>(), Err(ClaimError::ScopeList));
         assert_eq!("read,".parse::<ScopeSet>(), Err(ClaimError::UnknownScope));
         assert_eq!("".parse::<ScopeSet>(), Ok(ScopeSet::new()));
         let read: ScopeSet = [Scope::Read].into_iter().collect();
-        assert!(read.is_subset(&set));
-        assert!(!set.is_subset(&read));
-        assert!(ScopeSet::new().is_subset(&read));
+        assert!(read.is_subset_of(set));
+        assert!(!set.is_subset_of(read));
+        assert!(ScopeSet::new().is_subset_of(read));
     }
 }
