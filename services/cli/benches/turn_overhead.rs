@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use pincer::device::DeviceIdentity;
 use pincer::gateway_client::{ClientAuth, GatewayClient, Incoming};
+use pincer_identity::{ClientMode, DeviceKey};
 use pincer_testkit::{FakeLlm, FakeLlmOptions};
 use serde_json::{Value, json};
 
@@ -77,7 +79,7 @@ async fn main() {
     let state = tempfile::tempdir().unwrap();
     let [op, gw, agent, exec] = [free_port(), free_port(), free_port(), free_port()];
     let config = format!(
-        r#"{{ gateway: {{ port: {op}, auth: {{ token: "{TOKEN}" }} }},
+        r#"{{ gateway: {{ port: {op}, auth: {{ token: "{TOKEN}" }}, writeRateLimit: {{ burst: 100000, perMinute: 1000000 }} }},
   services: {{ gateway: {{ listen: "127.0.0.1:{gw}" }}, agent: {{ listen: "127.0.0.1:{agent}" }}, executor: {{ listen: "127.0.0.1:{exec}" }} }},
   models: {{ providers: {{ fake: {{ api: "openai-chat", baseUrl: "{}/v1", apiKey: "k" }} }} }},
   agents: {{ defaults: {{ model: "fake/bench", historyLimit: 10 }} }},
@@ -101,11 +103,11 @@ async fn main() {
         .spawn()
         .expect("run `cargo build --release --workspace --bins` first");
     let url = format!("ws://127.0.0.1:{op}/ws");
+    let auth = ClientAuth::Token(pincer_runtime::Secret::new(TOKEN));
+    let mut identity = DeviceIdentity::ephemeral(DeviceKey::generate());
     let mut client = loop {
-        match GatewayClient::connect(&url, &ClientAuth::Token(pincer_runtime::Secret::new(TOKEN)))
-            .await
-        {
-            Ok(c) => break c,
+        match GatewayClient::connect(&url, &auth, &mut identity, ClientMode::Cli).await {
+            Ok((c, _)) => break c,
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
@@ -122,14 +124,10 @@ async fn main() {
     for concurrency in [8usize, 32] {
         let mut clients = Vec::new();
         for _ in 0..concurrency {
-            clients.push(
-                GatewayClient::connect(
-                    &url,
-                    &ClientAuth::Token(pincer_runtime::Secret::new(TOKEN)),
-                )
+            let (c, _) = GatewayClient::connect(&url, &auth, &mut identity, ClientMode::Cli)
                 .await
-                .unwrap(),
-            );
+                .unwrap();
+            clients.push(c);
         }
         let started = Instant::now();
         let tasks: Vec<_> = clients

@@ -4,12 +4,14 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use pincer_identity::ClientMode;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
 use crate::CliError;
 use crate::cli::ChatArgs;
 use crate::context::Context;
+use crate::device::DeviceIdentity;
 use crate::gateway_client::{ClientAuth, ClientError, GatewayClient, Incoming};
 
 /// Runs `pincer chat`.
@@ -20,7 +22,9 @@ pub async fn run(ctx: &Context, args: &ChatArgs) -> Result<ExitCode, CliError> {
         Some(url) => url.clone(),
         None => gateway_ws_url(&gateway_addr(&config)?),
     };
-    let mut client = GatewayClient::connect(&url, &auth).await?;
+    let mut identity = DeviceIdentity::load(&ctx.state_dir)?;
+    let (mut client, _) =
+        GatewayClient::connect(&url, &auth, &mut identity, ClientMode::Cli).await?;
     let timeout = Duration::from_secs(args.timeout);
     if let Some(text) = &args.message {
         let reply = send_and_wait(&mut client, &args.session, text, timeout, false).await?;

@@ -43,6 +43,16 @@ pub enum Command {
         #[command(subcommand)]
         command: GatewayCommand,
     },
+    /// Paired operator devices and nodes: list, approve, reject, revoke, rotate tokens.
+    Devices {
+        /// Which.
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+    /// Gateway status: version, uptime, sessions, bridges, devices.
+    Status(OperatorArgs),
+    /// Gateway health: queues and bridges; exits non-zero if unhealthy or unreachable.
+    Health(OperatorArgs),
     /// Inspect the configuration.
     Config {
         /// Which.
@@ -76,12 +86,70 @@ pub struct ChatArgs {
     pub timeout: u64,
 }
 
+/// Options of commands that talk to the gateway.
+#[derive(Debug, Clone, Args)]
+pub struct OperatorArgs {
+    /// Gateway WebSocket URL (default: from the config).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `pincer gateway`.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum GatewayCommand {
     /// Read a password from standard input (one line) and print its Argon2id hash for
     /// `gateway.auth.passwordHash`.
     HashPassword,
+    /// Connect, authenticate, and report the protocol version and latency.
+    Probe(OperatorArgs),
+}
+
+/// `pincer devices`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DevicesCommand {
+    /// Every device: pending, approved, rejected, revoked.
+    List(OperatorArgs),
+    /// Approve a pending device (optionally with fewer scopes than it asked for).
+    Approve {
+        /// The device id (from `pincer devices list`).
+        device_id: String,
+        /// Scopes to grant, comma-separated (default: those requested).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Connection options.
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Reject a pending device.
+    Reject {
+        /// The device id.
+        device_id: String,
+        /// Connection options.
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Revoke a paired device; its connections are closed and its token stops working.
+    Revoke {
+        /// The device id.
+        device_id: String,
+        /// Connection options.
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Replace a device's token (optionally with fewer scopes); the old token stops working.
+    Rotate {
+        /// The device id.
+        device_id: String,
+        /// Scopes of the new token, comma-separated (default: all approved).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Connection options.
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
 }
 
 /// `pincer config`.

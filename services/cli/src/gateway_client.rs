@@ -1,11 +1,20 @@
-//! A small client for the gateway's operator WebSocket API: connect with the token, send
-//! requests, receive responses and events.
+//! A small client for the gateway's operator WebSocket API (protocol 2, `docs/protocol.md`):
+//! answer `connect.challenge` with a device signature and a credential, then send requests
+//! and receive responses and events.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
+use pincer_identity::{
+    ClientId, ClientMode, ConnectClaims, ConnectToken, Nonce, Role, ScopeSet, sign,
+};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::device::DeviceIdentity;
+
+/// The protocol version this client speaks.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -37,6 +46,35 @@ pub enum ClientError {
     /// No answer in time.
     #[error("no answer from the gateway within {0:?}")]
     Timeout(Duration),
+    /// This device waits for the owner's approval.
+    #[error("{message}")]
+    PairingRequired {
+        /// This device.
+        device_id: String,
+        /// The gateway's message (says what to run).
+        message: String,
+    },
+    /// The gateway's challenge or this device's claims were unusable.
+    #[error("connect handshake failed: {0}")]
+    Handshake(String),
+    /// The device token could not be saved.
+    #[error("cannot save the device token: {0}")]
+    SaveToken(String),
+}
+
+/// What `connect` learned.
+#[derive(Debug, Clone)]
+pub struct Hello {
+    /// Negotiated protocol version.
+    pub protocol: u64,
+    /// The gateway's version.
+    pub server_version: String,
+    /// This device.
+    pub device_id: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// From opening the socket to `hello-ok`.
+    pub latency: Duration,
 }
 
 /// The gateway-level credential a client presents.
@@ -51,14 +89,6 @@ pub enum ClientAuth {
 }
 
 impl ClientAuth {
-    fn to_json(&self) -> Value {
-        match self {
-            Self::Token(t) => json!({ "token": t.expose() }),
-            Self::Password(p) => json!({ "password": p.expose() }),
-            Self::None => json!({}),
-        }
-    }
-
     /// What the config says to present; the password comes from `PINCER_GATEWAY_PASSWORD`.
     pub fn from_config(config: &pincer_runtime::Config) -> Result<Self, crate::CliError> {
         use pincer_runtime::config::validate::GatewayAuth;
@@ -108,8 +138,35 @@ pub struct GatewayClient {
 }
 
 impl GatewayClient {
-    /// Connects to `url` (e.g. `ws://127.0.0.1:18789/ws`) and authenticates.
-    pub async fn connect(url: &str, auth: &ClientAuth) -> Result<Self, ClientError> {
+    /// Connects to `url` (e.g. `ws://127.0.0.1:18789/ws`) as an operator asking for every
+    /// operator scope, and authenticates. A device token from pairing is used when there is
+    /// one; if the gateway no longer accepts it, the gateway credential is tried once (and a
+    /// fresh device token kept).
+    pub async fn connect(
+        url: &str,
+        auth: &ClientAuth,
+        identity: &mut DeviceIdentity,
+        mode: ClientMode,
+    ) -> Result<(Self, Hello), ClientError> {
+        if identity.token().is_some() {
+            match Self::attempt(url, auth, identity, mode, true).await {
+                Err(ClientError::Refused { code, .. }) if code == "unauthorized" => {
+                    identity.forget_token();
+                }
+                other => return other,
+            }
+        }
+        Self::attempt(url, auth, identity, mode, false).await
+    }
+
+    async fn attempt(
+        url: &str,
+        auth: &ClientAuth,
+        identity: &mut DeviceIdentity,
+        mode: ClientMode,
+        use_device_token: bool,
+    ) -> Result<(Self, Hello), ClientError> {
+        let started = Instant::now();
         let (socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .map_err(|source| ClientError::Connect {
@@ -117,16 +174,106 @@ impl GatewayClient {
                 source,
             })?;
         let mut client = Self { socket, next_id: 0 };
+        let wait = Duration::from_secs(10);
+        let nonce = loop {
+            match tokio::time::timeout(wait, client.next())
+                .await
+                .map_err(|_| ClientError::Timeout(wait))??
+            {
+                Incoming::Event { event, payload } if event == "connect.challenge" => {
+                    break payload
+                        .get("nonce")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .parse::<Nonce>()
+                        .map_err(|e| ClientError::Handshake(format!("challenge nonce: {e}")))?;
+                }
+                _ => continue,
+            }
+        };
+        let scopes = ScopeSet::ALL;
+        let (auth_json, signed_token) = match (use_device_token, identity.token(), auth) {
+            (true, Some(t), _) => (json!({ "deviceToken": t }), t.to_owned()),
+            (_, _, ClientAuth::Token(t)) => (json!({ "token": t.expose() }), t.expose().to_owned()),
+            (_, _, ClientAuth::Password(p)) => (json!({ "password": p.expose() }), String::new()),
+            (_, _, ClientAuth::None) => (json!({}), String::new()),
+        };
+        let token = if signed_token.is_empty() {
+            ConnectToken::none()
+        } else {
+            ConnectToken::new(signed_token).map_err(|e| ClientError::Handshake(e.to_string()))?
+        };
+        let signed_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let claims = ConnectClaims {
+            device_id: identity.device_id(),
+            client_id: ClientId::new("pincer-cli")
+                .map_err(|e| ClientError::Handshake(e.to_string()))?,
+            client_mode: mode,
+            role: Role::Operator,
+            scopes,
+            signed_at_ms,
+            token,
+            nonce,
+        };
+        let signed = sign(identity.key(), &claims);
         let params = json!({
-            "auth": auth.to_json(),
-            "client": { "id": "pincer-cli", "version": env!("CARGO_PKG_VERSION") },
-            "minProtocol": 1,
-            "maxProtocol": 1,
+            "minProtocol": PROTOCOL_VERSION,
+            "maxProtocol": PROTOCOL_VERSION,
+            "client": { "id": "pincer-cli", "version": env!("CARGO_PKG_VERSION"), "mode": mode.as_str() },
+            "role": "operator",
+            "scopes": scopes.names(),
+            "auth": auth_json,
+            "device": {
+                "id": identity.device_id().to_string(),
+                "publicKey": signed.public_key,
+                "signature": signed.signature,
+                "signedAt": signed_at_ms,
+                "nonce": nonce.to_string(),
+            },
         });
-        client
-            .request("connect", params, Duration::from_secs(15))
-            .await?;
-        Ok(client)
+        let hello = match client.request("connect", params, wait).await {
+            Ok(h) => h,
+            Err(ClientError::Refused { code, message, .. }) if code == "pairing_required" => {
+                return Err(ClientError::PairingRequired {
+                    device_id: identity.device_id().to_string(),
+                    message,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(token) = hello
+            .get("auth")
+            .and_then(|a| a.get("deviceToken"))
+            .and_then(Value::as_str)
+        {
+            identity
+                .store_token(token)
+                .map_err(|e| ClientError::SaveToken(e.to_string()))?;
+        }
+        let info = Hello {
+            protocol: hello.get("protocol").and_then(Value::as_u64).unwrap_or(0),
+            server_version: hello
+                .pointer("/server/version")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            device_id: identity.device_id().to_string(),
+            scopes: hello
+                .pointer("/device/scopes")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            latency: started.elapsed(),
+        };
+        Ok((client, info))
     }
 
     /// Sends a request and waits for its response (events received meanwhile are dropped).

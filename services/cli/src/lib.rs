@@ -7,6 +7,8 @@
 //! | [`onboard`] | first-start configs: a template for real use, a ready demo config |
 //! | [`chat`] | `pincer chat`: one message or an interactive chat over the operator API |
 //! | [`gateway_client`] | the operator WebSocket client |
+//! | [`device`] | this client's device key and device token |
+//! | [`operator_cmd`] | `pincer gateway probe`, `pincer status`, `pincer health`, `pincer devices …` |
 //! | [`config_cmd`] | `pincer config schema|validate` |
 //! | [`context`] | state dir, config path and profile resolution |
 
@@ -14,8 +16,10 @@ pub mod chat;
 pub mod cli;
 pub mod config_cmd;
 pub mod context;
+pub mod device;
 pub mod gateway_client;
 pub mod onboard;
+pub mod operator_cmd;
 pub mod up;
 
 use std::process::ExitCode;
@@ -42,6 +46,9 @@ pub enum CliError {
     /// Talking to the gateway failed.
     #[error(transparent)]
     Gateway(#[from] gateway_client::ClientError),
+    /// The device key or token file is unusable.
+    #[error("device identity: {0}")]
+    Identity(String),
     /// Running the stack failed.
     #[error("{0}")]
     Up(String),
@@ -68,5 +75,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Gateway {
             command: GatewayCommand::HashPassword,
         } => config_cmd::hash_password(),
+        Command::Gateway {
+            command: GatewayCommand::Probe(op),
+        } => operator_cmd::probe(&ctx, &op).await,
+        Command::Status(op) => operator_cmd::status(&ctx, &op).await,
+        Command::Health(op) => operator_cmd::health(&ctx, &op).await,
+        Command::Devices { command } => operator_cmd::devices(&ctx, &command).await,
     }
 }

@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
+use pincer_identity::Challenges;
 use pincer_proto::v1::bridge_service_server::BridgeServiceServer;
 use pincer_proto::v1::gateway_service_server::GatewayServiceServer;
 use pincer_runtime::config::validate::{GatewayAuth, GroupAccess};
@@ -17,9 +18,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::GatewayError;
+use crate::access::pairing::PairingConfig;
+use crate::access::{AuthFailureLimiter, AuthLimitConfig, BucketConfig, KeyedBuckets};
 use crate::agent_link::{AgentApi, agent_client};
 use crate::bridge_link::{BridgeHub, BridgeLink};
 use crate::operator::auth::OperatorAuth;
+use crate::operator::devices::Devices;
+use crate::operator::events::EventBus;
 use crate::operator::http::{OperatorState, router};
 use crate::routing::ChannelAccess;
 use crate::store::Store;
@@ -178,13 +183,33 @@ pub async fn run(
         ))
         .serve_with_incoming_shutdown(pincer_runtime::net::incoming(listeners.grpc), hub.closed());
 
+    let bus = EventBus::default();
+    let devices = Devices::open(store.clone(), PairingConfig::default(), bus.clone()).await?;
+    let limits = config.gateway.auth_rate_limit;
+    let writes = BucketConfig {
+        burst: config.gateway.write_rate_limit.burst,
+        per_minute: config.gateway.write_rate_limit.per_minute,
+    };
     let state = Arc::new(OperatorState {
         store: store.clone(),
         hub: Arc::clone(&hub),
         events,
         auth: secrets.operator_auth,
         agent_id: DEFAULT_AGENT_ID.to_owned(),
-        chat_completions: config.gateway.chat_completions,
+        auto_approve_local: config.gateway.auto_approve_local_devices,
+        gateway: config.gateway.clone(),
+        devices: Arc::new(devices),
+        bus,
+        challenges: Mutex::new(Challenges::default()),
+        limiter: Mutex::new(AuthFailureLimiter::new(AuthLimitConfig {
+            max_failures: limits.max_failures,
+            window: limits.window,
+            lockout: limits.lockout,
+            ..AuthLimitConfig::default()
+        })),
+        writes: Mutex::new(KeyedBuckets::new(writes, 4096)),
+        http_writes: Mutex::new(KeyedBuckets::new(writes, 4096)),
+        started: std::time::Instant::now(),
     });
     let operator_shutdown = shutdown.clone();
     // Replies are several small frames in a row; without TCP_NODELAY, Nagle's algorithm
@@ -194,8 +219,11 @@ pub async fn run(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let http = axum::serve(operator_listener, router(state))
-        .with_graceful_shutdown(async move { operator_shutdown.cancelled().await });
+    let http = axum::serve(
+        operator_listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { operator_shutdown.cancelled().await });
 
     let runner_task = tokio::spawn(Arc::clone(&runner).run(shutdown.clone()));
     let delivery_task = tokio::spawn(crate::delivery::run(

@@ -4,177 +4,38 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::pin::Pin;
+mod common;
+
 use std::time::Duration;
 
-use futures::{SinkExt, Stream, StreamExt};
-use pincer_gateway::{GatewayListeners, GatewaySecrets};
-use pincer_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
+use common::*;
 use pincer_proto::v1::bridge_service_client::BridgeServiceClient;
 use pincer_proto::v1::gateway_service_client::GatewayServiceClient;
-use pincer_proto::v1::turn_event::Kind;
-use pincer_proto::v1::{
-    BridgeUp, FinalMessage, GetHistoryRequest, RunTurnRequest, TextDelta, TurnEvent,
-};
+use pincer_proto::v1::{BridgeUp, GetHistoryRequest};
 use pincer_runtime::Secret;
-use pincer_runtime::service_auth::{RequireCaller, ServiceName};
+use pincer_runtime::service_auth::ServiceName;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
-
-const TOKEN: &str = "operator-token-for-tests-0123456789abcdef";
-
-struct EchoAgent;
-
-type Events = Pin<Box<dyn Stream<Item = Result<TurnEvent, tonic::Status>> + Send>>;
-
-#[tonic::async_trait]
-impl AgentService for EchoAgent {
-    type RunTurnStream = Events;
-
-    async fn run_turn(
-        &self,
-        request: tonic::Request<RunTurnRequest>,
-    ) -> Result<tonic::Response<Events>, tonic::Status> {
-        let req = request.into_inner();
-        assert!(req.grant.is_some(), "every turn carries a grant");
-        let text = format!("echo: {}", req.user_text);
-        let events = vec![
-            Ok(TurnEvent {
-                kind: Some(Kind::TextDelta(TextDelta { text: text.clone() })),
-            }),
-            Ok(TurnEvent {
-                kind: Some(Kind::Final(FinalMessage {
-                    text,
-                    stop_reason: "stop".into(),
-                })),
-            }),
-        ];
-        Ok(tonic::Response::new(Box::pin(futures::stream::iter(
-            events,
-        ))))
-    }
-}
-
-struct Gateway {
-    operator: std::net::SocketAddr,
-    grpc: std::net::SocketAddr,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), pincer_gateway::GatewayError>>,
-    _state: tempfile::TempDir,
-}
-
-async fn start() -> Gateway {
-    start_with("{}").await
-}
-
-async fn start_with(gateway: &str) -> Gateway {
-    let agent_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let agent_addr = agent_listener.local_addr().unwrap();
-    let agent_auth = RequireCaller::new(vec![(ServiceName::Gateway, Secret::new("gateway-cred"))]);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(AgentServiceServer::with_interceptor(EchoAgent, agent_auth))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
-                agent_listener,
-            )),
-    );
-    let config = pincer_runtime::config::parse_config(
-        &format!(
-            r#"{{ gateway: {gateway}, services: {{ agent: {{ url: "http://{agent_addr}" }} }},
-                 models: {{ providers: {{ p: {{ api: "openai-chat", baseUrl: "http://127.0.0.1:9/v1" }} }} }},
-                 agents: {{ defaults: {{ model: "p/m" }} }} }}"#
-        ),
-        "test",
-    )
-    .unwrap();
-    let listeners = GatewayListeners {
-        operator: TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        grpc: TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    };
-    let (operator, grpc) = (
-        listeners.operator.local_addr().unwrap(),
-        listeners.grpc.local_addr().unwrap(),
-    );
-    let secrets = GatewaySecrets {
-        operator_auth: pincer_gateway::operator::auth::OperatorAuth::Token(Secret::new(TOKEN)),
-        gateway_credential: Secret::new("gateway-cred"),
-        bridge_credential: Secret::new("bridge-cred"),
-        agent_credential: Secret::new("agent-cred"),
-    };
-    let state = tempfile::tempdir().unwrap();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(pincer_gateway::run(
-        config,
-        state.path().join("state"),
-        listeners,
-        secrets,
-        shutdown.clone(),
-    ));
-    Gateway {
-        operator,
-        grpc,
-        shutdown,
-        task,
-        _state: state,
-    }
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ws(gw: &Gateway) -> Ws {
-    let url = format!("ws://{}/ws", gw.operator);
-    for _ in 0..50 {
-        if let Ok((socket, _)) = tokio_tungstenite::connect_async(&url).await {
-            return socket;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("gateway did not accept WebSocket connections");
-}
-
-async fn send(ws: &mut Ws, frame: Value) {
-    ws.send(Message::Text(frame.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON frame, or None when the connection closed.
-async fn recv(ws: &mut Ws) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("frame within 10 s")
-        {
-            Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).unwrap()),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(_)) => continue,
-        }
-    }
-}
-
-fn connect_frame(token: &str) -> Value {
-    json!({ "type": "req", "id": "c1", "method": "connect", "params": { "auth": { "token": token }, "client": { "id": "test", "version": "1" } } })
-}
 
 #[tokio::test]
 async fn wrong_token_is_refused_and_the_connection_closed() {
     let gw = start().await;
-    let mut socket = ws(&gw).await;
-    send(
-        &mut socket,
-        connect_frame("operator-token-for-tests-0123456789abcdeX"),
-    )
-    .await;
-    let res = recv(&mut socket).await.unwrap();
+    ready(&gw).await;
+    let mut dev = Device::new(1);
+    let (mut socket, res) = dev
+        .connect(
+            &gw,
+            &Cred::Gateway("operator-token-for-tests-0123456789abcdeX".into()),
+            ALL,
+        )
+        .await;
     assert_eq!(res["ok"], false);
     assert_eq!(res["error"]["code"], "unauthorized");
     assert!(
         recv(&mut socket).await.is_none(),
         "closed after a failed connect"
     );
+    let (_s, res) = dev.connect(&gw, &Cred::Nothing, ALL).await;
+    assert_eq!(res["error"]["code"], "unauthorized", "no credential: {res}");
     gw.shutdown.cancel();
 }
 
@@ -182,6 +43,7 @@ async fn wrong_token_is_refused_and_the_connection_closed() {
 async fn the_first_request_must_be_connect() {
     let gw = start().await;
     let mut socket = ws(&gw).await;
+    challenge(&mut socket).await;
     send(
         &mut socket,
         json!({ "type": "req", "id": "1", "method": "health" }),
@@ -197,8 +59,9 @@ async fn the_first_request_must_be_connect() {
 async fn oversized_preauth_frame_closes_the_connection() {
     let gw = start().await;
     let mut socket = ws(&gw).await;
-    let mut frame = connect_frame(TOKEN);
-    frame["params"]["client"]["id"] = Value::String("x".repeat(70 * 1024));
+    let nonce = challenge(&mut socket).await;
+    let mut frame = Device::new(1).connect_frame(&nonce, &Cred::Gateway(TOKEN.into()), ALL);
+    frame["params"]["client"]["version"] = Value::String("x".repeat(70 * 1024));
     send(&mut socket, frame).await;
     let res = recv(&mut socket).await;
     assert!(
@@ -210,13 +73,27 @@ async fn oversized_preauth_frame_closes_the_connection() {
 }
 
 #[tokio::test]
-async fn chat_send_streams_events_and_is_idempotent() {
+async fn silent_clients_are_dropped_after_the_handshake_timeout() {
     let gw = start().await;
     let mut socket = ws(&gw).await;
-    send(&mut socket, connect_frame(TOKEN)).await;
-    let hello = recv(&mut socket).await.unwrap();
+    challenge(&mut socket).await;
+    let started = std::time::Instant::now();
+    let res = recv(&mut socket).await.unwrap();
+    assert_eq!(res["error"]["code"], "not_connected", "{res}");
+    assert!(recv(&mut socket).await.is_none());
+    assert!(started.elapsed() < Duration::from_secs(12));
+    gw.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn chat_send_streams_events_and_is_idempotent() {
+    let gw = start().await;
+    ready(&gw).await;
+    let (mut socket, hello) = Device::new(1)
+        .connect(&gw, &Cred::Gateway(TOKEN.into()), ALL)
+        .await;
     assert_eq!(hello["ok"], true, "{hello}");
-    assert_eq!(hello["payload"]["protocol"], 1);
+    assert_eq!(hello["payload"]["protocol"], 2);
 
     send(&mut socket, json!({ "type": "req", "id": "2", "method": "chat.send", "params": { "text": "hi there", "idempotencyKey": "k-1" } })).await;
     let mut states = Vec::new();

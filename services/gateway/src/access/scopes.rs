@@ -35,14 +35,13 @@ impl ScopeName for String {
 const OPERATOR_METHODS: &[(&str, &str)] = &[
     ("health", "read"),
     ("status", "read"),
+    ("devices.self", "read"),
     ("chat.send", "write"),
     ("devices.list", "pairing"),
     ("devices.approve", "pairing"),
     ("devices.reject", "pairing"),
     ("devices.revoke", "pairing"),
     ("devices.rotate", "pairing"),
-    ("approvals.list", "approvals"),
-    ("approvals.resolve", "approvals"),
     ("config.get", "admin"),
 ];
 

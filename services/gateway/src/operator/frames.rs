@@ -1,85 +1,97 @@
-//! WebSocket frames: `{type:"req",id,method,params}` from clients;
-//! `{type:"res",id,ok,payload|error}` and `{type:"event",event,payload,seq}` from the gateway.
+//! WebSocket frames (protocol version [`PROTOCOL_VERSION`], see `docs/protocol.md`):
+//! `{type:"req",id,method,params}` from clients; `{type:"res",id,ok,payload|error}` and
+//! `{type:"event",event,payload,seq}` from the gateway.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The protocol version this gateway speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// A frame from a client.
+/// A client frame.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ClientFrame {
     /// A request.
     Req {
-        /// Echoed in the response.
+        /// Chosen by the client; echoed in the response.
         id: String,
-        /// Method name.
+        /// The method.
         method: String,
-        /// Parameters.
+        /// Its parameters.
         #[serde(default)]
         params: Value,
     },
 }
 
-/// A frame to a client.
+/// A gateway frame.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerFrame {
-    /// A response.
+    /// The answer to a request.
     Res {
-        /// The request id.
+        /// The request's id.
         id: String,
-        /// Success.
+        /// Whether it succeeded.
         ok: bool,
-        /// Result, when ok.
+        /// The result.
         #[serde(skip_serializing_if = "Option::is_none")]
         payload: Option<Value>,
-        /// Error, when not ok.
+        /// The error.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<ErrorBody>,
     },
-    /// An event.
+    /// Something happened.
     Event {
-        /// Event name.
+        /// Its name.
         event: String,
-        /// Data.
+        /// Its data.
         payload: Value,
-        /// Per-connection sequence number, starting at 1.
+        /// 1, 2, 3, … per connection.
         seq: u64,
     },
 }
 
 /// A structured error.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ErrorBody {
-    /// Stable code.
+    /// Machine-readable.
     pub code: ErrorCode,
-    /// Human-readable message.
+    /// For people.
     pub message: String,
-    /// Whether retrying the same request may succeed.
+    /// Whether the same request may succeed later.
     pub retryable: bool,
+    /// Machine-readable specifics (`retryAfterMs`, `deviceId`, `scope`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
 }
 
 /// Error codes.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// Bad frame or parameters.
+    /// Malformed frame or parameters.
     InvalidRequest,
-    /// Authentication failed.
+    /// Authentication failed (credential, device signature or device token).
     Unauthorized,
+    /// The device is not paired yet; the owner must approve it.
+    PairingRequired,
+    /// Authenticated, but the method needs a scope the connection does not hold.
+    Forbidden,
+    /// Too many failed attempts or writes; see `details.retryAfterMs`.
+    RateLimited,
     /// No such method.
     UnknownMethod,
-    /// `connect` must come first.
+    /// A request before `connect`, or no `connect` in time.
     NotConnected,
-    /// Server-side failure.
+    /// The protocol versions do not overlap.
+    UnsupportedProtocol,
+    /// The gateway cannot serve the request now.
     Unavailable,
 }
 
 impl ServerFrame {
-    /// A success response.
+    /// A success.
     pub fn ok(id: String, payload: Value) -> Self {
         Self::Res {
             id,
@@ -89,8 +101,19 @@ impl ServerFrame {
         }
     }
 
-    /// An error response.
+    /// A failure without details.
     pub fn err(id: String, code: ErrorCode, message: impl Into<String>, retryable: bool) -> Self {
+        Self::err_with(id, code, message, retryable, None)
+    }
+
+    /// A failure.
+    pub fn err_with(
+        id: String,
+        code: ErrorCode,
+        message: impl Into<String>,
+        retryable: bool,
+        details: Option<Value>,
+    ) -> Self {
         Self::Res {
             id,
             ok: false,
@@ -99,6 +122,7 @@ impl ServerFrame {
                 code,
                 message: message.into(),
                 retryable,
+                details,
             }),
         }
     }
@@ -108,46 +132,66 @@ impl ServerFrame {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectParams {
-    /// Credentials (may be omitted when the gateway's auth mode is `none`).
+    /// Oldest protocol the client speaks.
+    pub min_protocol: u32,
+    /// Newest protocol the client speaks.
+    pub max_protocol: u32,
+    /// Who the client is.
+    pub client: ClientInfo,
+    /// `operator` or `node`.
+    pub role: String,
+    /// Scopes asked for; only a request: the device's approval decides.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The credential.
     #[serde(default)]
     pub auth: ConnectAuth,
-    /// The client.
-    #[serde(default)]
-    pub client: Option<ClientInfo>,
-    /// Lowest protocol the client speaks.
-    #[serde(default = "one")]
-    pub min_protocol: u32,
-    /// Highest protocol the client speaks.
-    #[serde(default = "one")]
-    pub max_protocol: u32,
+    /// The device's answer to `connect.challenge`.
+    pub device: DeviceProof,
 }
 
-fn one() -> u32 {
-    1
-}
-
-/// `connect.auth`: the gateway token or password, whichever `gateway.auth.mode` asks for.
+/// The credential: the gateway's token or password, or a device token from pairing.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectAuth {
-    /// The gateway token.
+    /// `gateway.auth.mode: "token"`.
     #[serde(default)]
     pub token: Option<String>,
-    /// The gateway password.
+    /// `gateway.auth.mode: "password"`.
     #[serde(default)]
     pub password: Option<String>,
+    /// A device token issued at pairing.
+    #[serde(default)]
+    pub device_token: Option<String>,
 }
 
-/// `connect.client`.
+/// Who the client is.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientInfo {
-    /// Client name.
-    #[serde(default)]
+    /// Short name, e.g. `pincer-cli`.
     pub id: String,
-    /// Client version.
+    /// Its version.
     #[serde(default)]
     pub version: String,
+    /// `cli`, `ui`, `node` or `probe`.
+    pub mode: String,
+}
+
+/// The signed answer to the connection's challenge.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceProof {
+    /// hex(sha256(public key)).
+    pub id: String,
+    /// Raw Ed25519 public key, base64url without padding.
+    pub public_key: String,
+    /// Signature over the `v1|…` payload, base64url without padding.
+    pub signature: String,
+    /// When the client signed (unix ms).
+    pub signed_at: u64,
+    /// The challenge's nonce, as received.
+    pub nonce: String,
 }
 
 /// `chat.send` parameters.
@@ -159,7 +203,19 @@ pub struct ChatSendParams {
     /// Operator session name (default `main`).
     #[serde(default)]
     pub session: Option<String>,
-    /// Makes retries safe: the same key is processed once.
+    /// Repeating a key returns the first run instead of starting another.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+}
+
+/// Parameters of `devices.approve|reject|revoke|rotate`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceParams {
+    /// The device.
+    pub device_id: String,
+    /// approve: scopes to grant (default: all requested); rotate: scopes of the new token
+    /// (default: all approved).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
 }

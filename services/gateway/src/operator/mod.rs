@@ -8,11 +8,19 @@
 //! | [`frames`] | frame types and error codes |
 //! | [`submit`] | queueing an operator message (shared by WS and HTTP) |
 //! | [`openai_compat`] | `POST /v1/chat/completions`, `GET /v1/models` (off by default) |
-//! | [`ws`] | one connection: handshake, auth, methods, events |
+//! | [`ws`] | one connection: challenge, handshake, request loop, events, kicks |
+//! | [`handshake`] | `connect`: signature, credential, pairing, granted scopes |
+//! | [`methods`] | method table check, write budgets, the methods |
+//! | [`devices`] | the device registry (pairing store written through to SQLite) |
+//! | [`events`] | gateway events for operator connections; kicks |
 
 pub mod auth;
+pub mod devices;
+pub mod events;
 pub mod frames;
+pub mod handshake;
 pub mod http;
+pub mod methods;
 pub mod openai_compat;
 pub mod submit;
 pub mod ws;

@@ -6,12 +6,13 @@
 //! fresh session. The gateway keeps the history, so only the last user message is read.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +22,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::auth::Presented;
-use super::http::OperatorState;
+use super::http::{OperatorState, client_context};
 use super::submit::{SubmitError, submit};
+use crate::access::{AuthCheck, CredentialClass};
 use crate::store::db::now_ms;
 use crate::turn_events::TurnUpdate;
 
@@ -57,7 +59,31 @@ fn error(status: StatusCode, kind: &str, code: &str, message: impl Into<String>)
     (status, Json(body)).into_response()
 }
 
-async fn authorize(state: &OperatorState, headers: &HeaderMap) -> Result<(), Response> {
+/// Client address, `Origin`, lockout, bearer credential; and for writes the per-address
+/// budget. Failed bearer checks count towards the address's lockout.
+async fn authorize(
+    state: &OperatorState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    write: bool,
+) -> Result<(), Response> {
+    let ctx = client_context(state, peer, headers).map_err(IntoResponse::into_response)?;
+    let ip = ctx.addr.ip;
+    let now = now_ms();
+    let class = CredentialClass::BearerHttp;
+    let locked = state
+        .limiter
+        .lock()
+        .map(|l| l.check(ip, class, now))
+        .unwrap_or(AuthCheck::LockedOut {
+            retry_after: Duration::from_secs(1),
+        });
+    if let AuthCheck::LockedOut { retry_after } = locked {
+        return Err(throttled(
+            retry_after,
+            "too many failed attempts from this address",
+        ));
+    }
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -69,20 +95,58 @@ async fn authorize(state: &OperatorState, headers: &HeaderMap) -> Result<(), Res
     };
     let auth = state.auth.clone();
     match tokio::task::spawn_blocking(move || auth.check(&presented)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "invalid_api_key",
-            "missing or wrong bearer credential",
-        )),
-        Err(_) => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "unavailable",
-            "credential check failed",
-        )),
+        Ok(Ok(())) => {
+            if let Ok(mut l) = state.limiter.lock() {
+                l.record_success(ip, class);
+            }
+        }
+        Ok(Err(_)) => {
+            if let Ok(mut l) = state.limiter.lock() {
+                l.record_failure(ip, class, now);
+            }
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "invalid_api_key",
+                "missing or wrong bearer credential",
+            ));
+        }
+        Err(_) => {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "unavailable",
+                "credential check failed",
+            ));
+        }
     }
+    if write {
+        let budget = state
+            .http_writes
+            .lock()
+            .map(|mut w| w.try_take(&ip, now))
+            .unwrap_or(Ok(()));
+        if let Err(t) = budget {
+            return Err(throttled(
+                t.retry_after,
+                "too many requests from this address",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn throttled(retry_after: Duration, message: &str) -> Response {
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_error",
+        "rate_limited",
+        format!("{message}; try again in {} s", retry_after.as_secs().max(1)),
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    r
 }
 
 /// The agent a `model` names, if any.
@@ -118,8 +182,12 @@ fn session_for(user: Option<&str>) -> String {
     }
 }
 
-async fn models(State(state): State<Arc<OperatorState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&state, &headers).await {
+async fn models(
+    State(state): State<Arc<OperatorState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&state, peer, &headers, false).await {
         return r;
     }
     Json(json!({ "object": "list", "data": [{ "id": state.agent_id, "object": "model", "created": 0, "owned_by": "pincer" }] })).into_response()
@@ -127,10 +195,11 @@ async fn models(State(state): State<Arc<OperatorState>>, headers: HeaderMap) -> 
 
 async fn completions(
     State(state): State<Arc<OperatorState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&state, &headers).await {
+    if let Err(r) = authorize(&state, peer, &headers, true).await {
         return r;
     }
     let req: CompletionRequest = match serde_json::from_slice(&body) {

@@ -33,6 +33,16 @@ pub enum StoreError {
     /// The blocking task panicked or was cancelled.
     #[error("database task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// A row does not hold what this gateway wrote (edited by hand, or corrupted).
+    #[error("database row {table}/{key} is malformed: {problem}")]
+    Malformed {
+        /// The table.
+        table: &'static str,
+        /// The row's key.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The connection lock was poisoned by a panic in another call.
     #[error("database connection lock poisoned")]
     Poisoned,
@@ -107,6 +117,22 @@ const MIGRATIONS: &[&str] = &[
         holder        TEXT NOT NULL,
         expires_at_ms INTEGER NOT NULL,
         PRIMARY KEY (channel, account_id)
+    );
+    "#,
+    r#"
+    CREATE TABLE devices (
+        device_id        TEXT PRIMARY KEY,
+        state            TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'revoked')),
+        role             TEXT,
+        scopes           TEXT,
+        token_hash       BLOB,
+        token_generation INTEGER,
+        at_ms            INTEGER NOT NULL,
+        refused_state    TEXT,
+        refused_at_ms    INTEGER,
+        client           TEXT NOT NULL DEFAULT '',
+        remote           TEXT NOT NULL DEFAULT '',
+        last_seen_ms     INTEGER
     );
     "#,
 ];

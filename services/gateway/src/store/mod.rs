@@ -6,9 +6,11 @@
 //! | [`inbound`] | `inbound`: the durable inbound queue, de-duplicated by platform message id |
 //! | [`outbox`] | `outbox`: replies to deliver, retried until a receipt |
 //! | [`transcript`] | `sessions`, `transcript` (append-only, enforced by triggers) |
+//! | [`devices`] | `devices`: paired operator devices and nodes, pending requests, token hashes |
 //! | [`leases`] | `leases`: which bridge replica serves a channel account, with fencing tokens |
 
 pub mod db;
+pub mod devices;
 pub mod inbound;
 pub mod leases;
 pub mod outbox;

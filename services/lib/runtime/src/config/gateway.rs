@@ -33,6 +33,17 @@ pub struct GatewayConfig {
     pub auto_approve_local_devices: bool,
     /// Serve `/v1/chat/completions` and `/v1/models`.
     pub chat_completions: bool,
+    /// Budget for side-effecting calls.
+    pub write_rate_limit: WriteRateLimit,
+}
+
+/// Budget for side-effecting operator calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteRateLimit {
+    /// Calls allowed back to back.
+    pub burst: u32,
+    /// Sustained calls per minute.
+    pub per_minute: u32,
 }
 
 /// Where the operator API listens.
@@ -211,6 +222,15 @@ pub(super) fn validate_gateway(g: &RawGateway, issues: &mut Issues) -> Option<Ga
             "use 1 to 86400 seconds",
         );
     }
+    let burst = g.write_rate_limit.burst.unwrap_or(20);
+    let per_minute = g.write_rate_limit.per_minute.unwrap_or(120);
+    if !(1..=1_000_000).contains(&burst) || !(1..=1_000_000).contains(&per_minute) {
+        issues.add(
+            "gateway.writeRateLimit",
+            format!("burst {burst} / perMinute {per_minute} out of range"),
+            "use 1 to 1000000",
+        );
+    }
     Some(GatewayConfig {
         port: g.port,
         bind,
@@ -224,6 +244,7 @@ pub(super) fn validate_gateway(g: &RawGateway, issues: &mut Issues) -> Option<Ga
         },
         auto_approve_local_devices: g.devices.auto_approve_local.unwrap_or(true),
         chat_completions: g.http.endpoints.chat_completions.enabled,
+        write_rate_limit: WriteRateLimit { burst, per_minute },
     })
 }
 

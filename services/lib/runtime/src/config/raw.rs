@@ -68,6 +68,22 @@ pub struct RawGateway {
     /// Optional HTTP endpoints.
     #[serde(default)]
     pub http: RawGatewayHttp,
+    /// Budget for side-effecting operator calls, per device (WebSocket) or client address
+    /// (HTTP API).
+    #[serde(default)]
+    pub write_rate_limit: RawWriteRateLimit,
+}
+
+/// `gateway.writeRateLimit`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawWriteRateLimit {
+    /// Calls allowed back to back (default 20).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Sustained calls per minute (default 120).
+    #[serde(default)]
+    pub per_minute: Option<u32>,
 }
 
 impl Default for RawGateway {
@@ -81,6 +97,7 @@ impl Default for RawGateway {
             control_ui: RawControlUi::default(),
             devices: RawDevices::default(),
             http: RawGatewayHttp::default(),
+            write_rate_limit: RawWriteRateLimit::default(),
         }
     }
 }
