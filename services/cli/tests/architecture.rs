@@ -73,6 +73,7 @@ fn the_workspace_has_the_documented_crates() {
     for name in [
         "pincer-proto",
         "pincer-runtime",
+        "pincer-identity",
         "pincer-testkit",
         "pincer-gateway",
         "pincer-bridge",
@@ -95,7 +96,7 @@ fn services_never_depend_on_each_other() {
             );
         }
     }
-    for lib in ["pincer-proto", "pincer-runtime"] {
+    for lib in ["pincer-proto", "pincer-runtime", "pincer-identity"] {
         for (dep, _) in &deps[lib] {
             assert!(
                 !SERVICES.contains(&dep.as_str()),

@@ -259,6 +259,14 @@ pub async fn connect(
                         session
                     }
                     Ok(RequestOutcome::Pending) => {
+                        let client = format!("{}/{}", params.client.id, client_mode);
+                        if let Err(e) = state
+                            .devices
+                            .touch(device_id, client, ip.to_string(), now)
+                            .await
+                        {
+                            tracing::warn!(error = %e, "cannot record device metadata");
+                        }
                         return Err(Refusal {
                             code: ErrorCode::PairingRequired,
                             message: format!(

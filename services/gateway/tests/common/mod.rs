@@ -73,8 +73,26 @@ pub async fn start_with(gateway: &str) -> Gateway {
     start_on(gateway, TcpListener::bind("127.0.0.1:0").await.unwrap()).await
 }
 
+/// A gateway keeping its state in `dir` (to restart on the same state).
+pub async fn start_in(dir: &std::path::Path) -> Gateway {
+    start_full(
+        "{}",
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Some(dir),
+    )
+    .await
+}
+
 /// A gateway whose operator API listens on `operator`.
 pub async fn start_on(gateway: &str, operator: TcpListener) -> Gateway {
+    start_full(gateway, operator, None).await
+}
+
+async fn start_full(
+    gateway: &str,
+    operator: TcpListener,
+    dir: Option<&std::path::Path>,
+) -> Gateway {
     let agent_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let agent_addr = agent_listener.local_addr().unwrap();
     let agent_auth = RequireCaller::new(vec![(ServiceName::Gateway, Secret::new("gateway-cred"))]);
@@ -112,7 +130,7 @@ pub async fn start_on(gateway: &str, operator: TcpListener) -> Gateway {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(pincer_gateway::run(
         config,
-        state.path().join("state"),
+        dir.map_or_else(|| state.path().join("state"), std::path::Path::to_path_buf),
         listeners,
         secrets,
         shutdown.clone(),

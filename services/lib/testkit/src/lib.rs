@@ -8,6 +8,7 @@
 //! | Module | What |
 //! |---|---|
 //! | [`llm`] | [`FakeLlm`]: OpenAI Chat Completions + Anthropic Messages, JSON and SSE, scripted steps or a deterministic demo brain |
+//! | [`nginx`] | [`nginx::Nginx`]: a real nginx reverse proxy on loopback (for proxy-trust tests) |
 //! | [`telegram`] | [`FakeTelegram`]: Telegram Bot API (getUpdates long polling with offsets, sendMessage, sendChatAction, webhooks, 409/429) plus a `/_fake/*` control API |
 //! | `server` | shared plumbing: bind, serve, graceful shutdown |
 //! | [`error`] | [`TestkitError`], the crate's one error type |
@@ -16,6 +17,7 @@
 
 pub mod error;
 pub mod llm;
+pub mod nginx;
 mod server;
 pub mod telegram;
 
