@@ -15,7 +15,7 @@ ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 mkdir -p "$ctx/dist"
 cp images/Dockerfile.prebuilt "$ctx/Dockerfile"
-for bin in pincer-gateway pincer-agent pincer-executor pincer-bridge pincer-fake-llm pincer-fake-telegram; do
+for bin in pincer pincer-gateway pincer-agent pincer-executor pincer-bridge pincer-fake-llm pincer-fake-telegram; do
   cp "$CARGO_TARGET_DIR/release/$bin" "$ctx/dist/$bin"
 done
 build() { # tag service

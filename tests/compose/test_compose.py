@@ -9,6 +9,8 @@ Talks only to 127.0.0.1 and to the containers this test starts.
 """
 import json
 import os
+import re
+import tempfile
 import subprocess
 import sys
 import time
@@ -103,6 +105,42 @@ def test_exposure():
         assert has_socket == (svc == "executor"), f"{svc} docker socket mount: {has_socket}"
 
 
+def host_cli(state, config, *args):
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    env = dict(os.environ, PINCER_STATE_DIR=state)
+    return subprocess.run([os.path.join(target, "release", "pincer"), "--config", config, *args],
+                          cwd=ROOT, env=env, text=True, capture_output=True, timeout=120)
+
+
+def test_host_cli_pairs_through_the_published_port():
+    """The published port is not "local": the host's CLI must be approved by the owner,
+    who does it with the CLI inside the gateway container (which is local there)."""
+    state = tempfile.mkdtemp()
+    config = os.path.join(state, "pincer.json5")
+    token_file = os.path.join(ROOT, ".secrets", "gateway_token")
+    with open(config, "w") as f:
+        f.write(json.dumps({
+            "gateway": {"port": 18789, "auth": {"mode": "token", "token": {"file": token_file}}},
+            "models": {"providers": {"p": {"api": "openai-chat", "baseUrl": "http://127.0.0.1:9/v1"}}},
+            "agents": {"defaults": {"model": "p/m"}},
+        }))
+    first = host_cli(state, config, "chat", "-m", "before pairing")
+    assert first.returncode != 0, first.stdout
+    match = re.search(r"pincer devices approve ([0-9a-f]{64})", first.stderr)
+    assert match, f"the refusal says how to approve: {first.stderr}"
+    device = match.group(1)
+    listed = sh(COMPOSE + ["exec", "-T", "gateway", "pincer", "devices", "list", "--json"], capture=True).stdout
+    pending = [d for d in json.loads(listed)["devices"] if d["status"] == "pending"]
+    assert [d["deviceId"] for d in pending] == [device], listed
+    sh(COMPOSE + ["exec", "-T", "gateway", "pincer", "devices", "approve", device])
+    second = host_cli(state, config, "chat", "-m", "after pairing")
+    assert second.returncode == 0, second.stderr
+    assert "You said: after pairing" in second.stdout, second.stdout
+    probe = host_cli(state, config, "gateway", "probe", "--json")
+    assert probe.returncode == 0, probe.stderr
+    assert json.loads(probe.stdout)["protocol"] == 2, probe.stdout
+
+
 def main():
     os.makedirs("/var/lib/pincer/workspaces", exist_ok=True)
     note = "/var/lib/pincer/workspaces/main/note.txt"
@@ -116,6 +154,7 @@ def main():
         check("exec runs in a throwaway container", test_exec_in_container)
         check("gateway killed mid-conversation: nothing lost, nothing twice", test_gateway_restart_loses_nothing)
         check("only the gateway is published (127.0.0.1); only the executor has Docker", test_exposure)
+        check("the host CLI is paired by the owner, not auto-approved through the port", test_host_cli_pairs_through_the_published_port)
     finally:
         if any(not ok for _, ok, _ in results):
             sh(COMPOSE + ["logs", "--no-color", "--tail", "80"], check=False)
@@ -123,7 +162,7 @@ def main():
     passed = sum(1 for _, ok, _ in results if ok)
     failed = len(results) - passed
     print(f"compose: {passed} passed, {failed} failed")
-    return 0 if failed == 0 and passed == 4 else 1
+    return 0 if failed == 0 and passed == 5 else 1
 
 
 if __name__ == "__main__":

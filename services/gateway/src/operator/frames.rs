@@ -219,3 +219,30 @@ pub struct DeviceParams {
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
 }
+
+/// Parses `data` as the gateway parses client input: the frame, then, by method, its
+/// parameters and (for `connect`) every typed field. Never panics; used by the fuzz target
+/// (`fuzz/fuzz_targets/frames.rs`) and by a property test on arbitrary bytes.
+pub fn parse_untrusted(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let Ok(ClientFrame::Req { method, params, .. }) = serde_json::from_str::<ClientFrame>(text)
+    else {
+        return false;
+    };
+    match method.as_str() {
+        "connect" => serde_json::from_value::<ConnectParams>(params)
+            .ok()
+            .is_some_and(|p| super::handshake::parse_connect(&p).is_ok()),
+        "chat.send" => serde_json::from_value::<ChatSendParams>(params).is_ok(),
+        m if m.starts_with("devices.") => serde_json::from_value::<DeviceParams>(params)
+            .ok()
+            .is_some_and(|p| {
+                p.device_id.parse::<crate::access::DeviceId>().is_ok()
+                    && p.scopes
+                        .is_none_or(|s| crate::access::ScopeSet::parse_names(&s).is_ok())
+            }),
+        _ => true,
+    }
+}

@@ -86,39 +86,14 @@ pub async fn connect(
     challenge: &pincer_identity::Challenge,
     params: ConnectParams,
 ) -> Result<(Session, Value), Refusal> {
-    if params.min_protocol > PROTOCOL_VERSION || params.max_protocol < PROTOCOL_VERSION {
-        return Err(Refusal::new(
-            ErrorCode::UnsupportedProtocol,
-            format!(
-                "the client speaks protocol {}..={}, this gateway speaks {PROTOCOL_VERSION}; upgrade the older side",
-                params.min_protocol, params.max_protocol
-            ),
-        ));
-    }
-    let role: Role = params
-        .role
-        .parse()
-        .map_err(|e| Refusal::invalid(format!("role: {e}")))?;
-    let claimed = ScopeSet::parse_names(&params.scopes)
-        .map_err(|e| Refusal::invalid(format!("scopes: {e}")))?;
-    let client_mode: ClientMode = params
-        .client
-        .mode
-        .parse()
-        .map_err(|e| Refusal::invalid(format!("client.mode: {e}")))?;
-    let client_id = ClientId::new(params.client.id.as_str())
-        .map_err(|e| Refusal::invalid(format!("client.id: {e}")))?;
-    let device_id: DeviceId = params
-        .device
-        .id
-        .parse()
-        .map_err(|e| Refusal::invalid(format!("device.id: {e}")))?;
-    let nonce: Nonce = params
-        .device
-        .nonce
-        .parse()
-        .map_err(|e| Refusal::invalid(format!("device.nonce: {e}")))?;
-
+    let ParsedConnect {
+        role,
+        claimed,
+        client_mode,
+        client_id,
+        device_id,
+        nonce,
+    } = parse_connect(&params)?;
     let auth = params.auth;
     let (class, signed_token) = match (&auth.device_token, &auth.token, &auth.password) {
         (Some(t), _, _) => (CredentialClass::DeviceSignature, t.as_str()),
@@ -321,6 +296,68 @@ pub async fn connect(
         });
     }
     Ok((session, hello))
+}
+
+/// The typed fields of a `connect`.
+#[derive(Debug)]
+pub struct ParsedConnect {
+    /// Role asked for.
+    pub role: Role,
+    /// Scopes asked for.
+    pub claimed: ScopeSet,
+    /// Client mode.
+    pub client_mode: ClientMode,
+    /// Client id.
+    pub client_id: ClientId,
+    /// Device id.
+    pub device_id: DeviceId,
+    /// The nonce the client signed.
+    pub nonce: Nonce,
+}
+
+/// Checks the protocol range and parses the fields of a `connect` (pure; fuzzed).
+pub fn parse_connect(params: &ConnectParams) -> Result<ParsedConnect, Refusal> {
+    if params.min_protocol > PROTOCOL_VERSION || params.max_protocol < PROTOCOL_VERSION {
+        return Err(Refusal::new(
+            ErrorCode::UnsupportedProtocol,
+            format!(
+                "the client speaks protocol {}..={}, this gateway speaks {PROTOCOL_VERSION}; upgrade the older side",
+                params.min_protocol, params.max_protocol
+            ),
+        ));
+    }
+    let role: Role = params
+        .role
+        .parse()
+        .map_err(|e| Refusal::invalid(format!("role: {e}")))?;
+    let claimed = ScopeSet::parse_names(&params.scopes)
+        .map_err(|e| Refusal::invalid(format!("scopes: {e}")))?;
+    let client_mode: ClientMode = params
+        .client
+        .mode
+        .parse()
+        .map_err(|e| Refusal::invalid(format!("client.mode: {e}")))?;
+    let client_id = ClientId::new(params.client.id.as_str())
+        .map_err(|e| Refusal::invalid(format!("client.id: {e}")))?;
+    let device_id: DeviceId = params
+        .device
+        .id
+        .parse()
+        .map_err(|e| Refusal::invalid(format!("device.id: {e}")))?;
+    let nonce: Nonce = params
+        .device
+        .nonce
+        .parse()
+        .map_err(|e| Refusal::invalid(format!("device.nonce: {e}")))?;
+
+    Ok(ParsedConnect {
+        role,
+        claimed,
+        client_mode,
+        client_id,
+        device_id,
+        nonce,
+    })
 }
 
 fn check_lockout(
