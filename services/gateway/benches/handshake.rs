@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// Failing clients pose as coming through a proxy at this (trusted) address, each with
+/// its own forwarded client address.
+const PROXY: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -35,7 +39,7 @@ fn report(name: &str, mut samples: Vec<Duration>) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let gw = start_with(r#"{ trustedProxies: ["127.0.0.1"] }"#).await;
+    let gw = start_with(r#"{ trustedProxies: ["127.0.0.2"] }"#).await;
     ready(&gw).await;
 
     let mut dev = Device::new(1);
@@ -67,7 +71,7 @@ async fn main() {
                 let dev = Device::new(100 + c);
                 for i in 0..per_client {
                     let hop = format!("10.{c}.{}.{}", i / 250, i % 250);
-                    let mut socket = ws_from(operator, None, &[("x-forwarded-for", &hop)])
+                    let mut socket = ws_from(operator, Some(PROXY), &[("x-forwarded-for", &hop)])
                         .await
                         .unwrap();
                     let nonce = challenge(&mut socket).await;
@@ -91,7 +95,7 @@ async fn main() {
     let locked = [("x-forwarded-for", "192.0.2.1")];
     let dev = Device::new(200);
     for _ in 0..10 {
-        let mut socket = ws_from(gw.operator, None, &locked).await.unwrap();
+        let mut socket = ws_from(gw.operator, Some(PROXY), &locked).await.unwrap();
         let nonce = challenge(&mut socket).await;
         send(&mut socket, dev.connect_frame(&nonce, &wrong, ALL)).await;
         recv(&mut socket).await.unwrap();
@@ -99,7 +103,7 @@ async fn main() {
     let started = Instant::now();
     let n = 1000u32;
     for _ in 0..n {
-        let mut socket = ws_from(gw.operator, None, &locked).await.unwrap();
+        let mut socket = ws_from(gw.operator, Some(PROXY), &locked).await.unwrap();
         let nonce = challenge(&mut socket).await;
         send(&mut socket, dev.connect_frame(&nonce, &wrong, ALL)).await;
         let r = recv(&mut socket).await.unwrap();
