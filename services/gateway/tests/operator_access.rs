@@ -345,6 +345,53 @@ async fn ten_failures_lock_the_address_out_and_mapped_ipv4_is_the_same_address()
 }
 
 #[tokio::test]
+async fn ipv4_mapped_peer_and_plain_ipv4_share_one_lockout() {
+    // A dual-stack listener: IPv4 clients appear as ::ffff:127.0.0.1. A proxy on ::1
+    // (trusted) forwards "127.0.0.1" in its plain form. Both are one address.
+    let listener = tokio::net::TcpListener::bind("[::]:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let gw = start_on(r#"{ trustedProxies: ["::1"] }"#, listener).await;
+    let v4: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let v6: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let wrong = Cred::Gateway("wrong-token-wrong-token-wrong-token-00".into());
+    let attempt =
+        |addr: std::net::SocketAddr, cred: Cred, headers: Vec<(&'static str, &'static str)>| {
+            let frame_dev = Device {
+                key: pincer_identity::DeviceKey::from_seed([8; 32]),
+                token: None,
+            };
+            async move {
+                let mut socket = ws_from(addr, None, &headers).await.unwrap();
+                let nonce = challenge(&mut socket).await;
+                send(&mut socket, frame_dev.connect_frame(&nonce, &cred, ALL)).await;
+                recv(&mut socket).await.unwrap()
+            }
+        };
+    for i in 0..10 {
+        let res = if i % 2 == 0 {
+            attempt(v4, wrong.clone(), vec![]).await
+        } else {
+            attempt(v6, wrong.clone(), vec![("x-forwarded-for", "127.0.0.1")]).await
+        };
+        assert_eq!(error_code(&res).await, "unauthorized", "attempt {i}: {res}");
+    }
+    let res = attempt(v4, Cred::Gateway(TOKEN.into()), vec![]).await;
+    assert_eq!(
+        error_code(&res).await,
+        "rate_limited",
+        "::ffff:127.0.0.1 is 127.0.0.1: {res}"
+    );
+    let res = attempt(
+        v6,
+        Cred::Gateway(TOKEN.into()),
+        vec![("x-forwarded-for", "127.0.0.1")],
+    )
+    .await;
+    assert_eq!(error_code(&res).await, "rate_limited", "{res}");
+    gw.shutdown.cancel();
+}
+
+#[tokio::test]
 async fn spoofed_forwarding_headers_from_an_untrusted_peer_change_nothing() {
     let gw = start().await;
     ready(&gw).await;
