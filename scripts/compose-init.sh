@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the Docker secrets compose.yaml expects, in ./.secrets (directory 0700), without
 # overwriting existing ones:
-#   gateway_token, gateway_credential, bridge_credential, agent_credential  (random, 32 bytes)
+#   gateway_token, gateway_credential, bridge_credential, agent_credential,
+#   executor_credential  (random, 32 bytes)
 #   llm_api_key, telegram_bot_token  (from $PINCER_LLM_API_KEY / $PINCER_TELEGRAM_BOT_TOKEN,
 #                                     or placeholders you replace with real values)
 # The services run as uid 10001: when run as root the files are given to that uid, mode 0600.
@@ -22,6 +23,7 @@ put gateway_token "$(rand)"
 put gateway_credential "$(rand)"
 put bridge_credential "$(rand)"
 put agent_credential "$(rand)"
+put executor_credential "$(rand)"
 put llm_api_key "${PINCER_LLM_API_KEY:-replace-with-your-api-key}"
 put telegram_bot_token "${PINCER_TELEGRAM_BOT_TOKEN:-123456:PINCER-DEMO-TOKEN}"
 if [ "$(id -u)" -ne 0 ]; then

@@ -83,6 +83,7 @@ impl TurnRunner {
         &self,
         mut turn: Turn,
         grant: Option<TurnGrant>,
+        session_key: &str,
         guard: &Guard<'_>,
     ) -> Result<(), TurnFailure> {
         loop {
@@ -101,7 +102,9 @@ impl TurnRunner {
                             }
                             PlannedCall::Run(call) => {
                                 guard.emit(started(&call)).await?;
-                                let result = guard.run(self.run_tool(&call, grant.clone())).await?;
+                                let result = guard
+                                    .run(self.run_tool(&call, grant.clone(), session_key))
+                                    .await?;
                                 guard.emit(finished(&result)).await?;
                                 results.push(result);
                             }
@@ -158,9 +161,14 @@ impl TurnRunner {
         Ok(response?)
     }
 
-    async fn run_tool(&self, call: &ToolCall, grant: Option<TurnGrant>) -> ToolResult {
+    async fn run_tool(
+        &self,
+        call: &ToolCall,
+        grant: Option<TurnGrant>,
+        session_key: &str,
+    ) -> ToolResult {
         let (content, ok) = match call.name.as_str() {
-            EXEC_TOOL => self.exec(call, grant).await,
+            EXEC_TOOL => self.exec(call, grant, session_key).await,
             other => (format!("tool {other:?} cannot be run by this agent"), false),
         };
         ToolResult {
@@ -171,12 +179,17 @@ impl TurnRunner {
         }
     }
 
-    async fn exec(&self, call: &ToolCall, grant: Option<TurnGrant>) -> (String, bool) {
+    async fn exec(
+        &self,
+        call: &ToolCall,
+        grant: Option<TurnGrant>,
+        session_key: &str,
+    ) -> (String, bool) {
         let args = match ExecArgs::parse(&call.arguments_json) {
             Ok(args) => args,
             Err(problem) => return (format!("invalid exec arguments: {problem}"), false),
         };
-        let request = args.into_request(grant, self.exec.timeout);
+        let request = args.into_request(grant, session_key, self.exec.timeout);
         let mut request_with_deadline = tonic::Request::new(request);
         let limit = Duration::from_millis(u64::from(request_with_deadline.get_ref().timeout_ms));
         request_with_deadline.set_timeout(limit + EXEC_GRACE);

@@ -115,7 +115,9 @@ impl AgentShared {
             },
         };
         let turn = Turn::new(setup, history, request.user_text);
-        self.runner.drive(turn, request.grant, guard).await
+        self.runner
+            .drive(turn, request.grant, &request.session_key, guard)
+            .await
     }
 
     async fn history(&self, request: &RunTurnRequest) -> Result<Vec<HistoryMessage>, TurnFailure> {

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use pincer_proto::v1::{ExecRequest, ExecResponse, TurnGrant, exec_request};
+use pincer_proto::v1::{ExecRequest, ExecResponse, GrantClaims, TurnGrant, exec_request};
+use prost::Message;
 use serde_json::{Value, json};
 
 use crate::model::ToolDefinition;
@@ -16,9 +17,13 @@ pub const EXEC_TOOL: &str = "exec";
 pub const MAX_EXEC_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The tools offered in a turn: `exec` only when it is enabled in the config and the
-/// gateway's grant allows it.
+/// gateway's grant lists it. The agent reads the grant's claims without verifying them:
+/// it only decides what to offer the model; the executor verifies the signature on every
+/// call, so an altered grant gains nothing.
 pub fn offered_tools(exec_enabled: bool, grant: Option<&TurnGrant>) -> Vec<ToolDefinition> {
-    let allowed = grant.is_some_and(|g| g.allowed_tools.iter().any(|t| t == EXEC_TOOL));
+    let allowed = grant
+        .and_then(|g| GrantClaims::decode(g.claims.as_slice()).ok())
+        .is_some_and(|c| c.allowed_tools.iter().any(|t| t == EXEC_TOOL));
     if exec_enabled && allowed {
         vec![exec_definition()]
     } else {
@@ -97,14 +102,20 @@ impl ExecArgs {
         Ok(Self { command, timeout })
     }
 
-    /// The executor request; the grant is forwarded untouched.
-    pub fn into_request(self, grant: Option<TurnGrant>, default_timeout: Duration) -> ExecRequest {
+    /// The executor request for `session_key`; the grant is forwarded untouched.
+    pub fn into_request(
+        self,
+        grant: Option<TurnGrant>,
+        session_key: &str,
+        default_timeout: Duration,
+    ) -> ExecRequest {
         let timeout = self
             .timeout
             .unwrap_or(default_timeout)
             .min(MAX_EXEC_TIMEOUT);
         ExecRequest {
             grant,
+            session_key: session_key.to_owned(),
             command: Some(exec_request::Command::Shell(self.command)),
             cwd: String::new(),
             timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
@@ -163,11 +174,17 @@ mod tests {
 
     fn grant(tools: &[&str]) -> TurnGrant {
         TurnGrant {
-            turn_id: "t".into(),
-            session_key: "s".into(),
-            agent_id: "a".into(),
-            allowed_tools: tools.iter().map(|t| (*t).to_owned()).collect(),
-            expires_at_ms: 1,
+            claims: GrantClaims {
+                turn_id: "t".into(),
+                session_key: "s".into(),
+                agent_id: "a".into(),
+                allowed_tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+                expires_at_ms: 1,
+                ..GrantClaims::default()
+            }
+            .encode_to_vec(),
+            signature: vec![0; 64],
+            key_id: "k".into(),
         }
     }
 
@@ -207,7 +224,7 @@ mod tests {
         let g = grant(&["exec"]);
         let req = ExecArgs::parse(r#"{"command":"echo hi"}"#)
             .unwrap()
-            .into_request(Some(g.clone()), Duration::from_secs(30));
+            .into_request(Some(g.clone()), "s", Duration::from_secs(30));
         assert_eq!(req.grant, Some(g));
         assert_eq!(
             req.command,

@@ -55,13 +55,22 @@ async fn stack(replies: Vec<Reply>, executor: FakeExecutor, stream: bool) -> Sta
     }
 }
 
+/// A grant as the gateway would send it; the agent never verifies it (the executor does),
+/// so the signature here is opaque bytes the fake executor checks for being forwarded.
 fn grant(tools: &[&str]) -> TurnGrant {
+    use prost::Message;
     TurnGrant {
-        turn_id: "turn-1".into(),
-        session_key: "main".into(),
-        agent_id: "default".into(),
-        allowed_tools: tools.iter().map(|t| (*t).to_owned()).collect(),
-        expires_at_ms: 4_102_444_800_000,
+        claims: pincer_proto::v1::GrantClaims {
+            turn_id: "turn-1".into(),
+            session_key: "main".into(),
+            agent_id: "default".into(),
+            allowed_tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+            expires_at_ms: 4_102_444_800_000,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        signature: vec![7; 64],
+        key_id: "gateway-key".into(),
     }
 }
 

@@ -54,6 +54,10 @@ pub fn secret_refs(config: &Config) -> Vec<(String, &SecretRef)> {
             "services.credentials.agent".to_owned(),
             &config.services.credentials.agent,
         ),
+        (
+            "services.credentials.executor".to_owned(),
+            &config.services.credentials.executor,
+        ),
     ]);
     for (id, p) in &config.providers {
         if let Some(key) = &p.api_key {

@@ -16,7 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use pincer_runtime::config::validate::GatewayAuth;
 use pincer_runtime::config::validate::{
-    ENV_AGENT_CREDENTIAL, ENV_BRIDGE_CREDENTIAL, ENV_GATEWAY_CREDENTIAL,
+    ENV_AGENT_CREDENTIAL, ENV_BRIDGE_CREDENTIAL, ENV_EXECUTOR_CREDENTIAL, ENV_GATEWAY_CREDENTIAL,
 };
 use pincer_runtime::secret::SecretKind;
 use pincer_runtime::{Config, ProcessSecrets, SecretRef};
@@ -76,6 +76,7 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> Result<ExitCode, CliError> {
         ENV_GATEWAY_CREDENTIAL,
         ENV_BRIDGE_CREDENTIAL,
         ENV_AGENT_CREDENTIAL,
+        ENV_EXECUTOR_CREDENTIAL,
     ]
     .into_iter()
     .map(|name| (name, random_token()))
@@ -146,7 +147,7 @@ async fn start_all(
         "executor",
         "pincer-executor",
         &service_args,
-        env_for(vec![&creds.agent]),
+        env_for(vec![&creds.agent, &creds.executor]),
     )?);
     running.push(spawn(
         ctx,
@@ -167,7 +168,7 @@ async fn start_all(
         "pincer-gateway",
         &service_args,
         env_for({
-            let mut refs = vec![&creds.gateway, &creds.bridge, &creds.agent];
+            let mut refs = vec![&creds.gateway, &creds.bridge, &creds.agent, &creds.executor];
             if let GatewayAuth::Token(token) = &config.gateway.auth {
                 refs.push(token);
             }
@@ -191,7 +192,7 @@ async fn start_all(
 /// Fails early, naming the key, when a secret the services need is not available.
 fn check_secrets(config: &Config) -> Result<(), CliError> {
     for (what, reference) in crate::config_cmd::secret_refs(config) {
-        let generated = matches!(reference.kind(), SecretKind::Env(n) if [ENV_GATEWAY_CREDENTIAL, ENV_BRIDGE_CREDENTIAL, ENV_AGENT_CREDENTIAL].contains(&n));
+        let generated = matches!(reference.kind(), SecretKind::Env(n) if [ENV_GATEWAY_CREDENTIAL, ENV_BRIDGE_CREDENTIAL, ENV_AGENT_CREDENTIAL, ENV_EXECUTOR_CREDENTIAL].contains(&n));
         if generated {
             continue;
         }

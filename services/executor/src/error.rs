@@ -93,8 +93,11 @@ pub enum ExecutorError {
         cwd: String,
     },
     /// A credential could not be resolved at start.
-    #[error("cannot resolve the agent credential (services.credentials.agent): {0}")]
+    #[error("cannot resolve a service credential (services.credentials.agent / .executor): {0}")]
     Credential(#[from] pincer_runtime::SecretError),
+    /// The link to the gateway (for grant keys) could not be set up.
+    #[error("cannot set up the link to the gateway: {0}")]
+    GatewayLink(String),
     /// The state directory (for the default workspace root) is unknown.
     #[error("cannot locate the workspace root: {0}")]
     StateDir(#[from] pincer_runtime::paths::PathError),
@@ -124,6 +127,7 @@ impl From<ExecutorError> for Status {
             | ExecutorError::DockerProtocol(_)
             | ExecutorError::Workspace { .. }
             | ExecutorError::Credential(_)
+            | ExecutorError::GatewayLink(_)
             | ExecutorError::StateDir(_)
             | ExecutorError::Task(_)
             | ExecutorError::Serve(_) => {

@@ -1,13 +1,15 @@
-//! The turn-grant check: every call must carry the gateway's grant for its turn, the grant
-//! must list the tool and must not have expired. Pure over values plus an injected
+//! The turn-grant check: every call must carry the gateway's signed grant for its turn.
+//! In order: the signature verifies with the gateway's grant key (nothing else is read
+//! before that), the claims decode, the grant lists the tool, it has not expired, and it
+//! is for the session the call names. Pure over values plus injected [`GrantKeys`] and
 //! [`Clock`].
-//!
-//! Grants are not signed yet; when they are, the signature check goes in
-//! [`check_grant`] before anything else reads the grant's fields.
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pincer_proto::v1::TurnGrant;
+use pincer_identity::PublicKey;
+use pincer_proto::v1::{GrantClaims, NetworkAccess, TurnGrant, WorkspaceAccess};
+use prost::Message;
 
 /// A source of "now" in unix milliseconds, injected so tests control time.
 pub trait Clock: Send + Sync {
@@ -55,12 +57,53 @@ impl Tool {
     }
 }
 
+/// The gateway's grant keys the executor trusts, by key id.
+pub trait GrantKeys: Send + Sync {
+    /// The key with this id, if known.
+    fn key(&self, key_id: &str) -> Option<PublicKey>;
+}
+
+/// A fixed set of keys.
+#[derive(Debug, Clone, Default)]
+pub struct StaticKeys(HashMap<String, PublicKey>);
+
+impl StaticKeys {
+    /// Trusts `key` (its id is the hex sha256 of its bytes).
+    pub fn with(mut self, key: PublicKey) -> Self {
+        self.0.insert(key.device_id().to_string(), key);
+        self
+    }
+
+    /// Adds `key`.
+    pub fn insert(&mut self, key: PublicKey) {
+        self.0.insert(key.device_id().to_string(), key);
+    }
+}
+
+impl GrantKeys for StaticKeys {
+    fn key(&self, key_id: &str) -> Option<PublicKey> {
+        self.0.get(key_id).copied()
+    }
+}
+
 /// Why a grant does not allow a call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GrantError {
     /// No grant was sent.
     #[error("the request carries no turn grant; the agent must forward the gateway's grant")]
     Missing,
+    /// Signed by a key this executor does not know.
+    #[error("the turn grant is signed by an unknown key {key_id:?}")]
+    UnknownKey {
+        /// The key id the grant names (shortened).
+        key_id: String,
+    },
+    /// The signature does not verify.
+    #[error("the turn grant's signature does not verify; grants come only from the gateway")]
+    BadSignature,
+    /// Signed, but the claims do not decode.
+    #[error("the turn grant's claims are malformed")]
+    Malformed,
     /// The grant does not list the tool.
     #[error("the turn grant does not allow the {tool:?} tool")]
     ToolNotAllowed {
@@ -75,6 +118,52 @@ pub enum GrantError {
         /// Now (unix ms).
         now_ms: i64,
     },
+    /// The grant is for another session than the call names.
+    #[error("the turn grant is for session {granted:?}, not {requested:?}")]
+    SessionMismatch {
+        /// The grant's session.
+        granted: String,
+        /// The session the call named.
+        requested: String,
+    },
+    /// The grant's workspace access does not cover the call.
+    #[error("the turn grant gives {granted} workspace access; this call needs {needed}")]
+    WorkspaceAccess {
+        /// What the grant gives.
+        granted: &'static str,
+        /// What the call needs.
+        needed: &'static str,
+    },
+}
+
+/// What a call needs of the workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkspaceNeed {
+    /// Reading it.
+    Read,
+    /// Changing it.
+    Write,
+}
+
+/// The workspace access a grant gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Not visible.
+    None,
+    /// Mounted read-only.
+    ReadOnly,
+    /// Mounted read-write.
+    ReadWrite,
+}
+
+impl Access {
+    fn name(self) -> &'static str {
+        match self {
+            Self::None => "no",
+            Self::ReadOnly => "read-only",
+            Self::ReadWrite => "read-write",
+        }
+    }
 }
 
 /// The parts of a grant that survive the check.
@@ -86,71 +175,243 @@ pub struct CheckedGrant {
     pub session_key: String,
     /// The agent (validated later as a workspace name).
     pub agent_id: String,
+    /// The workspace access granted.
+    pub access: Access,
+    /// Whether the sandbox may reach the web through the guard.
+    pub egress: bool,
 }
 
-/// Checks that `grant` allows `tool` now.
+/// The key id a grant names, for fetching keys before [`check_grant`].
+pub fn key_id_of(grant: Option<&TurnGrant>) -> Option<&str> {
+    grant.map(|g| g.key_id.as_str())
+}
+
+/// Checks that `grant` allows `tool` for `session_key` now, with at least `need` workspace
+/// access (exec needs read access to run anything; whether it may write is the mount).
 pub fn check_grant(
     grant: Option<&TurnGrant>,
+    session_key: &str,
     tool: Tool,
+    need: WorkspaceNeed,
+    keys: &dyn GrantKeys,
     clock: &dyn Clock,
 ) -> Result<CheckedGrant, GrantError> {
     let grant = grant.ok_or(GrantError::Missing)?;
-    if !grant.allowed_tools.iter().any(|t| t == tool.name()) {
+    let key = keys
+        .key(&grant.key_id)
+        .ok_or_else(|| GrantError::UnknownKey {
+            key_id: grant.key_id.chars().take(16).collect(),
+        })?;
+    pincer_identity::verify_grant(&key, &grant.claims, &grant.signature)
+        .map_err(|_| GrantError::BadSignature)?;
+    let claims = GrantClaims::decode(grant.claims.as_slice()).map_err(|_| GrantError::Malformed)?;
+    if !claims.allowed_tools.iter().any(|t| t == tool.name()) {
         return Err(GrantError::ToolNotAllowed { tool: tool.name() });
     }
     let now_ms = clock.now_ms();
-    if grant.expires_at_ms <= now_ms {
+    if claims.expires_at_ms <= now_ms {
         return Err(GrantError::Expired {
-            expires_at_ms: grant.expires_at_ms,
+            expires_at_ms: claims.expires_at_ms,
             now_ms,
         });
     }
+    if claims.session_key != session_key {
+        return Err(GrantError::SessionMismatch {
+            granted: claims.session_key,
+            requested: session_key.chars().take(128).collect(),
+        });
+    }
+    let access = match claims.workspace_access() {
+        WorkspaceAccess::ReadWrite => Access::ReadWrite,
+        WorkspaceAccess::ReadOnly => Access::ReadOnly,
+        WorkspaceAccess::None | WorkspaceAccess::Unspecified => Access::None,
+    };
+    let enough = match need {
+        WorkspaceNeed::Read => access != Access::None,
+        WorkspaceNeed::Write => access == Access::ReadWrite,
+    };
+    if !enough {
+        return Err(GrantError::WorkspaceAccess {
+            granted: access.name(),
+            needed: match need {
+                WorkspaceNeed::Read => "read",
+                WorkspaceNeed::Write => "write",
+            },
+        });
+    }
+    let egress = claims.network() == NetworkAccess::Egress;
     Ok(CheckedGrant {
-        turn_id: grant.turn_id.clone(),
-        session_key: grant.session_key.clone(),
-        agent_id: grant.agent_id.clone(),
+        turn_id: claims.turn_id,
+        session_key: claims.session_key,
+        agent_id: claims.agent_id,
+        access,
+        egress,
     })
+}
+
+/// Encodes and signs `claims` with `key`, exactly as the gateway does.
+pub fn sign_claims(key: &pincer_identity::DeviceKey, claims: &GrantClaims) -> TurnGrant {
+    let bytes = claims.encode_to_vec();
+    TurnGrant {
+        signature: pincer_identity::sign_grant(key, &bytes).as_bytes().to_vec(),
+        claims: bytes,
+        key_id: key.device_id().to_string(),
+    }
+}
+
+/// Grants for tests: a fixed gateway key, the key set that trusts it, and signed grants.
+pub mod testing {
+    use pincer_identity::DeviceKey;
+    use pincer_proto::v1::{GrantClaims, NetworkAccess, TurnGrant, WorkspaceAccess};
+
+    use super::{StaticKeys, sign_claims};
+
+    /// The test gateway's grant key.
+    pub fn gateway_key() -> DeviceKey {
+        DeviceKey::from_seed([42; 32])
+    }
+
+    /// Keys trusting only [`gateway_key`].
+    pub fn keys() -> StaticKeys {
+        StaticKeys::default().with(gateway_key().public_key())
+    }
+
+    /// Read-write, no network, signed by [`gateway_key`].
+    pub fn grant(
+        tools: &[&str],
+        session_key: &str,
+        agent_id: &str,
+        expires_at_ms: i64,
+    ) -> TurnGrant {
+        sign_claims(
+            &gateway_key(),
+            &GrantClaims {
+                turn_id: "turn-1".into(),
+                session_key: session_key.into(),
+                agent_id: agent_id.into(),
+                allowed_tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+                expires_at_ms,
+                workspace_access: WorkspaceAccess::ReadWrite.into(),
+                network: NetworkAccess::None.into(),
+            },
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use pincer_identity::DeviceKey;
+
     use super::*;
 
-    fn grant(tools: &[&str], expires_at_ms: i64) -> TurnGrant {
+    fn signed(key: &DeviceKey, claims: GrantClaims) -> TurnGrant {
+        let bytes = claims.encode_to_vec();
         TurnGrant {
+            signature: pincer_identity::sign_grant(key, &bytes).as_bytes().to_vec(),
+            claims: bytes,
+            key_id: key.device_id().to_string(),
+        }
+    }
+
+    fn claims(tools: &[&str], expires_at_ms: i64) -> GrantClaims {
+        GrantClaims {
             turn_id: "t1".into(),
             session_key: "s1".into(),
             agent_id: "main".into(),
             allowed_tools: tools.iter().map(|t| (*t).to_owned()).collect(),
             expires_at_ms,
+            workspace_access: WorkspaceAccess::ReadWrite.into(),
+            network: NetworkAccess::None.into(),
         }
     }
 
-    #[test]
-    fn allows_a_listed_unexpired_tool() {
-        let checked = check_grant(
-            Some(&grant(&["web", "exec"], 2_000)),
+    fn gateway() -> DeviceKey {
+        DeviceKey::from_seed([1; 32])
+    }
+
+    fn keys() -> StaticKeys {
+        StaticKeys::default().with(gateway().public_key())
+    }
+
+    fn check(
+        grant: &TurnGrant,
+        session: &str,
+        need: WorkspaceNeed,
+        now: i64,
+    ) -> Result<CheckedGrant, GrantError> {
+        check_grant(
+            Some(grant),
+            session,
             Tool::Exec,
-            &FixedClock(1_000),
+            need,
+            &keys(),
+            &FixedClock(now),
         )
-        .unwrap();
+    }
+
+    #[test]
+    fn allows_a_signed_listed_unexpired_tool_for_its_session() {
+        let g = signed(&gateway(), claims(&["web", "exec"], 2_000));
+        let checked = check(&g, "s1", WorkspaceNeed::Write, 1_000).unwrap();
         assert_eq!(checked.agent_id, "main");
         assert_eq!(checked.turn_id, "t1");
+        assert_eq!(checked.access, Access::ReadWrite);
+        assert!(!checked.egress);
     }
 
     #[test]
     fn refuses_missing_grant() {
         assert_eq!(
-            check_grant(None, Tool::Exec, &FixedClock(0)),
+            check_grant(
+                None,
+                "s1",
+                Tool::Exec,
+                WorkspaceNeed::Read,
+                &keys(),
+                &FixedClock(0)
+            ),
             Err(GrantError::Missing)
+        );
+    }
+
+    #[test]
+    fn refuses_grants_not_signed_by_the_gateway() {
+        let forger = DeviceKey::from_seed([2; 32]);
+        // Signed by another key, under its own id: unknown key.
+        let g = signed(&forger, claims(&["exec"], 2_000));
+        assert!(matches!(
+            check(&g, "s1", WorkspaceNeed::Read, 1_000),
+            Err(GrantError::UnknownKey { .. })
+        ));
+        // Signed by another key, claiming the gateway's id: bad signature.
+        let mut g = signed(&forger, claims(&["exec"], 2_000));
+        g.key_id = gateway().device_id().to_string();
+        assert_eq!(
+            check(&g, "s1", WorkspaceNeed::Read, 1_000),
+            Err(GrantError::BadSignature)
+        );
+        // The gateway's signature, claims widened afterwards (the agent adds a tool).
+        let mut g = signed(&gateway(), claims(&["web"], 2_000));
+        g.claims = claims(&["web", "exec"], 2_000).encode_to_vec();
+        assert_eq!(
+            check(&g, "s1", WorkspaceNeed::Read, 1_000),
+            Err(GrantError::BadSignature)
+        );
+        // Truncated signature.
+        let mut g = signed(&gateway(), claims(&["exec"], 2_000));
+        g.signature.pop();
+        assert_eq!(
+            check(&g, "s1", WorkspaceNeed::Read, 1_000),
+            Err(GrantError::BadSignature)
         );
     }
 
     #[test]
     fn refuses_tool_not_listed() {
         for tools in [&[][..], &["web"][..], &["Exec", "exec "][..]] {
+            let g = signed(&gateway(), claims(tools, 2_000));
             assert_eq!(
-                check_grant(Some(&grant(tools, 2_000)), Tool::Exec, &FixedClock(1_000)),
+                check(&g, "s1", WorkspaceNeed::Read, 1_000),
                 Err(GrantError::ToolNotAllowed { tool: "exec" })
             );
         }
@@ -159,13 +420,48 @@ mod tests {
     #[test]
     fn refuses_expired_grant_including_the_exact_instant() {
         for expires in [0, 999, 1_000] {
+            let g = signed(&gateway(), claims(&["exec"], expires));
             assert!(matches!(
-                check_grant(
-                    Some(&grant(&["exec"], expires)),
-                    Tool::Exec,
-                    &FixedClock(1_000)
-                ),
+                check(&g, "s1", WorkspaceNeed::Read, 1_000),
                 Err(GrantError::Expired { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn refuses_a_grant_for_another_session() {
+        let g = signed(&gateway(), claims(&["exec"], 2_000));
+        for other in ["s2", "", "s1 ", "S1"] {
+            assert!(
+                matches!(
+                    check(&g, other, WorkspaceNeed::Read, 1_000),
+                    Err(GrantError::SessionMismatch { .. })
+                ),
+                "{other:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn workspace_access_bounds_the_call() {
+        let mut ro = claims(&["exec"], 2_000);
+        ro.workspace_access = WorkspaceAccess::ReadOnly.into();
+        let g = signed(&gateway(), ro);
+        assert_eq!(
+            check(&g, "s1", WorkspaceNeed::Read, 1_000).unwrap().access,
+            Access::ReadOnly
+        );
+        assert!(matches!(
+            check(&g, "s1", WorkspaceNeed::Write, 1_000),
+            Err(GrantError::WorkspaceAccess { .. })
+        ));
+        for none in [WorkspaceAccess::None, WorkspaceAccess::Unspecified] {
+            let mut c = claims(&["exec"], 2_000);
+            c.workspace_access = none.into();
+            let g = signed(&gateway(), c);
+            assert!(matches!(
+                check(&g, "s1", WorkspaceNeed::Read, 1_000),
+                Err(GrantError::WorkspaceAccess { .. })
             ));
         }
     }

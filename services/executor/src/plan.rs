@@ -12,7 +12,7 @@ use std::time::Duration;
 use pincer_proto::v1::{ExecRequest, TurnGrant, exec_request};
 
 use crate::cwd::{CwdError, RelativeCwd};
-use crate::grant::{Clock, Tool, check_grant};
+use crate::grant::{Access, Clock, GrantKeys, Tool, WorkspaceNeed, check_grant};
 
 /// Most arguments in an argv.
 pub const MAX_ARGS: usize = 256;
@@ -88,6 +88,8 @@ pub enum Command {
 pub struct ExecPlan {
     /// The turn grant, if any.
     pub grant: Option<TurnGrant>,
+    /// The session the call names.
+    pub session_key: String,
     /// The command, if any.
     pub command: Option<Command>,
     /// The raw cwd.
@@ -104,6 +106,7 @@ impl From<ExecRequest> for ExecPlan {
         });
         Self {
             grant: req.grant,
+            session_key: req.session_key,
             command,
             cwd: req.cwd,
             timeout_ms: req.timeout_ms,
@@ -126,6 +129,7 @@ pub struct ValidatedExecPlan {
     argv: Vec<String>,
     cwd: RelativeCwd,
     timeout: Duration,
+    read_only: bool,
 }
 
 impl ValidatedExecPlan {
@@ -149,6 +153,10 @@ impl ValidatedExecPlan {
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
+    /// Whether the workspace is mounted read-only (the grant's `workspace_access`).
+    pub fn workspace_read_only(&self) -> bool {
+        self.read_only
+    }
 }
 
 impl ExecPlan {
@@ -157,9 +165,17 @@ impl ExecPlan {
     pub fn validate(
         self,
         limits: ExecLimits,
+        keys: &dyn GrantKeys,
         clock: &dyn Clock,
     ) -> Result<ValidatedExecPlan, crate::ExecutorError> {
-        let grant = check_grant(self.grant.as_ref(), Tool::Exec, clock)?;
+        let grant = check_grant(
+            self.grant.as_ref(),
+            &self.session_key,
+            Tool::Exec,
+            WorkspaceNeed::Read,
+            keys,
+            clock,
+        )?;
         let agent_id = AgentId::parse(&grant.agent_id)?;
         let argv = command_argv(self.command)?;
         let cwd = RelativeCwd::parse(&self.cwd).map_err(PlanError::from)?;
@@ -174,6 +190,7 @@ impl ExecPlan {
             argv,
             cwd,
             timeout,
+            read_only: grant.access == Access::ReadOnly,
         })
     }
 }

@@ -6,7 +6,7 @@ use pincer_proto::v1::{Argv, ExecRequest, TurnGrant, exec_request};
 
 use super::*;
 use crate::ExecutorError;
-use crate::grant::{FixedClock, GrantError};
+use crate::grant::{FixedClock, GrantError, testing};
 
 const NOW: i64 = 1_000_000;
 const LIMITS: ExecLimits = ExecLimits {
@@ -14,18 +14,13 @@ const LIMITS: ExecLimits = ExecLimits {
 };
 
 fn grant(tools: &[&str]) -> TurnGrant {
-    TurnGrant {
-        turn_id: "turn-1".into(),
-        session_key: "telegram:dm:1".into(),
-        agent_id: "main".into(),
-        allowed_tools: tools.iter().map(|t| (*t).to_owned()).collect(),
-        expires_at_ms: NOW + 60_000,
-    }
+    testing::grant(tools, "telegram:dm:1", "main", NOW + 60_000)
 }
 
 fn shell(line: &str) -> ExecRequest {
     ExecRequest {
         grant: Some(grant(&["exec"])),
+        session_key: "telegram:dm:1".into(),
         command: Some(exec_request::Command::Shell(line.into())),
         cwd: String::new(),
         timeout_ms: 0,
@@ -42,7 +37,7 @@ fn argv(args: &[&str]) -> ExecRequest {
 }
 
 fn validate(req: ExecRequest) -> Result<ValidatedExecPlan, ExecutorError> {
-    ExecPlan::from(req).validate(LIMITS, &FixedClock(NOW))
+    ExecPlan::from(req).validate(LIMITS, &testing::keys(), &FixedClock(NOW))
 }
 
 fn plan_error(req: ExecRequest) -> PlanError {
@@ -88,9 +83,7 @@ fn grant_problems_are_grant_errors() {
     );
 
     let mut req = shell("true");
-    let mut g = grant(&["exec"]);
-    g.expires_at_ms = NOW - 1;
-    req.grant = Some(g);
+    req.grant = Some(testing::grant(&["exec"], "telegram:dm:1", "main", NOW - 1));
     assert!(matches!(grant_error(req), GrantError::Expired { .. }));
 }
 
@@ -105,9 +98,7 @@ fn grant_is_checked_before_the_command() {
 fn bad_agent_ids_are_refused() {
     for id in ["", "Main", "../x", "a/b", "a.b", &"a".repeat(65), "main\0"] {
         let mut req = shell("true");
-        let mut g = grant(&["exec"]);
-        g.agent_id = id.to_owned();
-        req.grant = Some(g);
+        req.grant = Some(testing::grant(&["exec"], "telegram:dm:1", id, NOW + 60_000));
         assert!(
             matches!(plan_error(req), PlanError::BadAgentId(_)),
             "{id:?}"
@@ -168,6 +159,7 @@ fn timeout_is_capped() {
                 ExecLimits {
                     max_timeout: Duration::from_secs(max),
                 },
+                &testing::keys(),
                 &FixedClock(NOW),
             )
             .unwrap()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pincer_proto::v1::executor_service_server::ExecutorServiceServer;
 use pincer_runtime::config::validate::{DockerConfig, ExecToolConfig};
-use pincer_runtime::service_auth::{RequireCaller, ServiceName};
+use pincer_runtime::service_auth::{PresentCredential, RequireCaller, ServiceName};
 use pincer_runtime::{Config, ProcessSecrets, Secret, SecretSource};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::ExecutorError;
 use crate::docker::{DockerBackend, DockerSettings};
-use crate::grant::{Clock, SystemClock};
+use crate::grant::{Clock, StaticKeys, SystemClock};
+use crate::grant_keys::{GatewayKeys, KeySet};
 use crate::plan::{ExecLimits, MAX_TIMEOUT};
 use crate::service::{ExecSwitch, ExecutorApi};
 use crate::workspace::{SandboxUser, Workspaces};
@@ -40,6 +41,22 @@ pub struct ExecutorSettings {
     pub sandbox_user: SandboxUser,
     /// The clock grants are checked against.
     pub clock: Arc<dyn Clock>,
+    /// Where grant keys come from.
+    pub grant_keys: GrantKeySetting,
+}
+
+/// Where the executor learns the gateway's grant keys.
+#[derive(Clone)]
+pub enum GrantKeySetting {
+    /// Fetched from the gateway at `url`, presenting the executor's credential.
+    Gateway {
+        /// `services.gateway.url`.
+        url: url::Url,
+        /// `services.credentials.executor`.
+        credential: Secret,
+    },
+    /// A fixed set (tests).
+    Fixed(StaticKeys),
 }
 
 impl std::fmt::Debug for ExecutorSettings {
@@ -68,6 +85,10 @@ impl ExecutorSettings {
             docker: config.executor.docker.clone(),
             sandbox_user: SandboxUser::for_this_process(),
             clock: Arc::new(SystemClock),
+            grant_keys: GrantKeySetting::Gateway {
+                url: config.services.gateway.url.clone(),
+                credential: config.services.credentials.executor.resolve(secrets)?,
+            },
         })
     }
 }
@@ -124,6 +145,17 @@ pub async fn serve(
     } else {
         ExecSwitch::Disabled
     };
+    let keys = match settings.grant_keys {
+        GrantKeySetting::Fixed(k) => KeySet::Fixed(k),
+        GrantKeySetting::Gateway { url, credential } => {
+            let present = PresentCredential::new(ServiceName::Executor, &credential)
+                .map_err(|e| ExecutorError::GatewayLink(e.to_string()))?;
+            KeySet::Gateway(Box::new(
+                GatewayKeys::new(&url, present)
+                    .map_err(|e| ExecutorError::GatewayLink(e.to_string()))?,
+            ))
+        }
+    };
     let tasks = TaskTracker::new();
     let api = ExecutorApi::new(
         Arc::clone(&backend),
@@ -131,6 +163,7 @@ pub async fn serve(
         ExecLimits { max_timeout },
         switch,
         settings.clock,
+        Arc::new(keys),
         tasks.clone(),
     );
     let auth = RequireCaller::new(vec![(ServiceName::Agent, settings.agent_credential)]);

@@ -11,7 +11,8 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::ExecutorError;
-use crate::grant::Clock;
+use crate::grant::{Clock, key_id_of};
+use crate::grant_keys::KeySet;
 use crate::plan::{ExecLimits, ExecPlan};
 use crate::sandbox::Sandbox;
 use crate::workspace::Workspaces;
@@ -32,6 +33,7 @@ pub struct ExecutorApi<B> {
     limits: ExecLimits,
     switch: ExecSwitch,
     clock: Arc<dyn Clock>,
+    keys: Arc<KeySet>,
     tasks: TaskTracker,
 }
 
@@ -44,6 +46,7 @@ impl<B: Sandbox> ExecutorApi<B> {
         limits: ExecLimits,
         switch: ExecSwitch,
         clock: Arc<dyn Clock>,
+        keys: Arc<KeySet>,
         tasks: TaskTracker,
     ) -> Self {
         Self {
@@ -52,6 +55,7 @@ impl<B: Sandbox> ExecutorApi<B> {
             limits,
             switch,
             clock,
+            keys,
             tasks,
         }
     }
@@ -61,7 +65,19 @@ impl<B: Sandbox> ExecutorApi<B> {
         if self.switch == ExecSwitch::Disabled {
             return Err(ExecutorError::ExecDisabled);
         }
-        let plan = ExecPlan::from(request).validate(self.limits, self.clock.as_ref())?;
+        self.keys.ensure(key_id_of(request.grant.as_ref())).await;
+        let plan = match ExecPlan::from(request).validate(
+            self.limits,
+            self.keys.as_ref(),
+            self.clock.as_ref(),
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                // The audit trail of refusals (an append-only audit log comes later).
+                tracing::warn!(reason = %e, "exec refused");
+                return Err(e);
+            }
+        };
         let workspaces = Arc::clone(&self.workspaces);
         let backend = Arc::clone(&self.backend);
         let handle = self.tasks.spawn(async move {
@@ -86,12 +102,7 @@ impl<B: Sandbox> ExecutorApi<B> {
 impl<B: Sandbox> ExecutorService for ExecutorApi<B> {
     async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
         let request = request.into_inner();
-        let turn = request
-            .grant
-            .as_ref()
-            .map(|g| g.turn_id.clone())
-            .unwrap_or_default();
-        let span = tracing::info_span!("exec", turn = %turn);
+        let span = tracing::info_span!("exec", session = %request.session_key);
         self.exec_call(request)
             .instrument(span)
             .await

@@ -174,19 +174,15 @@ enum DirError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grant::FixedClock;
+    use crate::grant::{FixedClock, testing};
     use crate::plan::{ExecLimits, ExecPlan};
-    use pincer_proto::v1::{ExecRequest, TurnGrant, exec_request};
+    use pincer_proto::v1::{ExecRequest, exec_request};
     use std::time::Duration;
 
     fn plan(cwd: &str) -> ValidatedExecPlan {
         ExecPlan::from(ExecRequest {
-            grant: Some(TurnGrant {
-                agent_id: "main".into(),
-                allowed_tools: vec!["exec".into()],
-                expires_at_ms: i64::MAX,
-                ..Default::default()
-            }),
+            grant: Some(testing::grant(&["exec"], "s", "main", i64::MAX)),
+            session_key: "s".into(),
             command: Some(exec_request::Command::Shell("true".into())),
             cwd: cwd.into(),
             timeout_ms: 0,
@@ -195,6 +191,7 @@ mod tests {
             ExecLimits {
                 max_timeout: Duration::from_secs(5),
             },
+            &testing::keys(),
             &FixedClock(0),
         )
         .unwrap()

@@ -11,12 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use pincer_executor::{ExecutorError, ExecutorSettings, SandboxUser, SystemClock, serve};
+use pincer_executor::{
+    ExecutorError, ExecutorSettings, GrantKeySetting, SandboxUser, SystemClock, serve,
+};
 use pincer_proto::v1::executor_service_client::ExecutorServiceClient;
 use pincer_proto::v1::{ExecRequest, ExecResponse};
 use pincer_runtime::Secret;
 use pincer_runtime::secret::MapSecrets;
 use pincer_runtime::service_auth::{PresentCredential, ServiceName};
+use prost::Message;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Interceptor;
@@ -39,6 +42,7 @@ fn settings(root: &Path) -> ExecutorSettings {
         docker: docker_config(),
         sandbox_user: SandboxUser::for_this_process(),
         clock: Arc::new(SystemClock),
+        grant_keys: GrantKeySetting::Fixed(pincer_executor::grant::testing::keys()),
     }
 }
 
@@ -131,14 +135,75 @@ async fn refuses_calls_the_grant_does_not_allow() {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err}");
 
-    let mut req = shell_request("true", 0);
-    let mut expired = grant(&["exec"]);
-    expired.expires_at_ms = now_ms() - 1;
-    req.grant = Some(expired);
-    let err = call(server.addr, Some(AGENT_SECRET), req)
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    use pincer_executor::grant::{sign_claims, testing};
+    use pincer_proto::v1::{GrantClaims, NetworkAccess, WorkspaceAccess};
+    let claims = |session: &str, expires: i64, access: WorkspaceAccess| GrantClaims {
+        turn_id: "t".into(),
+        session_key: session.into(),
+        agent_id: "main".into(),
+        allowed_tools: vec!["exec".into()],
+        expires_at_ms: expires,
+        workspace_access: access.into(),
+        network: NetworkAccess::None.into(),
+    };
+    let refused = |grant: pincer_proto::v1::TurnGrant, why: &'static str| {
+        let mut req = shell_request("true", 0);
+        req.grant = Some(grant);
+        async move {
+            let err = call(server.addr, Some(AGENT_SECRET), req)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), Code::PermissionDenied, "{why}: {err}");
+            err.message().to_owned()
+        }
+    };
+    let key = testing::gateway_key();
+    // Expired.
+    let m = refused(
+        sign_claims(
+            &key,
+            &claims(SESSION, now_ms() - 1, WorkspaceAccess::ReadWrite),
+        ),
+        "expired",
+    )
+    .await;
+    assert!(m.contains("expired"), "{m}");
+    // Signed by someone else (a compromised agent minting its own).
+    let forger = pincer_identity::DeviceKey::from_seed([9; 32]);
+    let m = refused(
+        sign_claims(
+            &forger,
+            &claims(SESSION, now_ms() + 60_000, WorkspaceAccess::ReadWrite),
+        ),
+        "forged",
+    )
+    .await;
+    assert!(m.contains("unknown key"), "{m}");
+    // The gateway's signature over other claims.
+    let mut widened = grant(&["web_fetch"]);
+    widened.claims = claims(SESSION, now_ms() + 60_000, WorkspaceAccess::ReadWrite).encode_to_vec();
+    let m = refused(widened, "altered claims").await;
+    assert!(m.contains("signature"), "{m}");
+    // A grant for session A used for session B.
+    let m = refused(
+        sign_claims(
+            &key,
+            &claims("other:dm:2", now_ms() + 60_000, WorkspaceAccess::ReadWrite),
+        ),
+        "other session",
+    )
+    .await;
+    assert!(m.contains("session"), "{m}");
+    // No workspace access at all.
+    let m = refused(
+        sign_claims(
+            &key,
+            &claims(SESSION, now_ms() + 60_000, WorkspaceAccess::None),
+        ),
+        "no workspace",
+    )
+    .await;
+    assert!(m.contains("workspace"), "{m}");
 
     let mut req = shell_request("true", 0);
     req.cwd = "../other-agent".into();
@@ -242,10 +307,20 @@ fn settings_come_from_the_config() {
     secrets
         .env
         .insert("PINCER_AGENT_CREDENTIAL".into(), "from-env".into());
+    secrets
+        .env
+        .insert("PINCER_EXECUTOR_CREDENTIAL".into(), "exec-env".into());
     let root = pincer_executor::workspace_root(&config, Some(Path::new("/state"))).unwrap();
     assert_eq!(root, Path::new("/state/workspaces"));
     let s = ExecutorSettings::from_config(&config, root, &secrets).unwrap();
     assert!(s.agent_credential.matches(b"from-env"));
+    match &s.grant_keys {
+        GrantKeySetting::Gateway { url, credential } => {
+            assert_eq!(url.as_str(), "http://127.0.0.1:18790/");
+            assert!(credential.matches(b"exec-env"));
+        }
+        GrantKeySetting::Fixed(_) => panic!("grant keys come from the gateway"),
+    }
     assert_eq!(s.exec.timeout, Duration::from_secs(12));
     assert_eq!(s.docker.pids_limit, 32);
     assert_ne!(s.sandbox_user.uid, 0);

@@ -23,6 +23,16 @@ pub enum GatewayError {
     /// The agent URL is unusable.
     #[error("services.agent.url: {0}")]
     AgentUrl(tonic::transport::Error),
+    /// The grant key could not be loaded or created.
+    #[error(
+        "grant key {path}: {reason}; fix the file's permissions or remove it to make a new key"
+    )]
+    GrantKey {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// No address to bind (e.g. `tailnet` without Tailscale).
     #[error(transparent)]
     NoBindAddress(#[from] pincer_runtime::config::gateway::BindError),

@@ -10,6 +10,7 @@
 //! | [`bridge_link`] | `BridgeService`: bridge replicas, leases, inbound → store → ack, deliveries |
 //! | [`agent_link`] | `GatewayService` for agents (history) and the agent client |
 //! | [`turns`] | runs queued messages as agent turns, records outcomes atomically |
+//! | [`grants`] | the grant key, signed turn grants, `ExecutorLinkService` |
 //! | [`delivery`] | the outbox dispatcher |
 //! | [`turn_events`] | live turn updates for operator clients |
 //! | [`operator`] | HTTP health routes and the operator WebSocket API |
@@ -20,6 +21,7 @@ pub mod agent_link;
 pub mod bridge_link;
 pub mod delivery;
 pub mod error;
+pub mod grants;
 pub mod operator;
 pub mod routing;
 pub mod server;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use pincer_identity::Challenges;
 use pincer_proto::v1::bridge_service_server::BridgeServiceServer;
+use pincer_proto::v1::executor_link_service_server::ExecutorLinkServiceServer;
 use pincer_proto::v1::gateway_service_server::GatewayServiceServer;
 use pincer_runtime::config::validate::{GatewayAuth, GroupAccess};
 use pincer_runtime::paths::{ensure_private_dir, write_private_file};
@@ -22,6 +23,7 @@ use crate::access::pairing::PairingConfig;
 use crate::access::{AuthFailureLimiter, AuthLimitConfig, BucketConfig, KeyedBuckets};
 use crate::agent_link::{AgentApi, agent_client};
 use crate::bridge_link::{BridgeHub, BridgeLink};
+use crate::grants::{ExecutorLink, GrantSigner};
 use crate::operator::auth::OperatorAuth;
 use crate::operator::devices::Devices;
 use crate::operator::events::EventBus;
@@ -78,6 +80,8 @@ pub struct GatewaySecrets {
     pub bridge_credential: Secret,
     /// Expected from agents.
     pub agent_credential: Secret,
+    /// Expected from executors.
+    pub executor_credential: Secret,
 }
 
 impl GatewaySecrets {
@@ -97,6 +101,7 @@ impl GatewaySecrets {
             gateway_credential: get("services.credentials.gateway", &creds.gateway)?,
             bridge_credential: get("services.credentials.bridge", &creds.bridge)?,
             agent_credential: get("services.credentials.agent", &creds.agent)?,
+            executor_credential: get("services.credentials.executor", &creds.executor)?,
         })
     }
 }
@@ -137,6 +142,7 @@ pub async fn run(
     let events = Arc::new(TurnEvents::default());
     let outbox_ready = Arc::new(tokio::sync::Notify::new());
 
+    let grants = GrantSigner::open(&state_dir)?;
     let credential = PresentCredential::new(ServiceName::Gateway, &secrets.gateway_credential)?;
     let agent =
         agent_client(&config.services.agent.url, credential).map_err(GatewayError::AgentUrl)?;
@@ -148,6 +154,7 @@ pub async fn run(
         agent_id: DEFAULT_AGENT_ID.to_owned(),
         exec_enabled: config.exec.enabled,
         outbox_ready: Arc::clone(&outbox_ready),
+        grants: grants.clone(),
     });
 
     let operator_addr = listeners
@@ -172,6 +179,10 @@ pub async fn run(
     )]);
     let agent_auth =
         RequireCaller::new(vec![(ServiceName::Agent, secrets.agent_credential.clone())]);
+    let executor_auth = RequireCaller::new(vec![(
+        ServiceName::Executor,
+        secrets.executor_credential.clone(),
+    )]);
     let grpc = tonic::transport::Server::builder()
         .add_service(BridgeServiceServer::with_interceptor(
             BridgeLink::new(Arc::clone(&hub)),
@@ -180,6 +191,10 @@ pub async fn run(
         .add_service(GatewayServiceServer::with_interceptor(
             AgentApi::new(store.clone()),
             agent_auth,
+        ))
+        .add_service(ExecutorLinkServiceServer::with_interceptor(
+            ExecutorLink::new(grants),
+            executor_auth,
         ))
         .serve_with_incoming_shutdown(pincer_runtime::net::incoming(listeners.grpc), hub.closed());
 

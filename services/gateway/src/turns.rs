@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pincer_proto::v1::turn_event::Kind as Event;
-use pincer_proto::v1::{RunTurnRequest, TurnGrant};
+use pincer_proto::v1::{NetworkAccess, RunTurnRequest, WorkspaceAccess};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_link::AgentClient;
 use crate::bridge_link::BridgeHub;
+use crate::grants::{GrantSigner, GrantSpec};
 use crate::routing::ChatKind;
 use crate::store::Store;
 use crate::store::db::now_ms;
@@ -47,6 +48,8 @@ pub struct TurnRunner {
     pub exec_enabled: bool,
     /// Woken when a reply is queued.
     pub outbox_ready: Arc<tokio::sync::Notify>,
+    /// Signs each turn's grant.
+    pub grants: GrantSigner,
 }
 
 #[derive(Default)]
@@ -193,13 +196,15 @@ impl TurnRunner {
             session_key: msg.session_key.as_str().to_owned(),
             agent_id: self.agent_id.clone(),
             user_text: msg.text.clone(),
-            grant: Some(TurnGrant {
+            grant: Some(self.grants.sign(GrantSpec {
                 turn_id: turn_id.to_owned(),
                 session_key: msg.session_key.as_str().to_owned(),
                 agent_id: self.agent_id.clone(),
                 allowed_tools,
                 expires_at_ms: now_ms() + GRANT_TTL_MS,
-            }),
+                workspace: WorkspaceAccess::ReadWrite,
+                network: NetworkAccess::None,
+            })),
         };
         let mut agent = self.agent.clone();
         let stream = match agent.run_turn(request).await {

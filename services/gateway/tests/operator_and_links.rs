@@ -240,7 +240,7 @@ async fn grpc_calls_need_the_right_service_credential() {
         &Secret::new("agent-cred"),
     )
     .unwrap();
-    let mut as_agent = GatewayServiceClient::with_interceptor(channel, agent_cred);
+    let mut as_agent = GatewayServiceClient::with_interceptor(channel.clone(), agent_cred);
     let ok = as_agent
         .get_history(GetHistoryRequest {
             session_key: "s".into(),
@@ -250,6 +250,33 @@ async fn grpc_calls_need_the_right_service_credential() {
         .await
         .unwrap();
     assert!(ok.into_inner().entries.is_empty());
+
+    // The grant key: only the executor's credential opens ExecutorLinkService.
+    use pincer_proto::v1::GetGrantKeyRequest;
+    use pincer_proto::v1::executor_link_service_client::ExecutorLinkServiceClient;
+    let as_agent = pincer_runtime::service_auth::PresentCredential::new(
+        ServiceName::Agent,
+        &Secret::new("agent-cred"),
+    )
+    .unwrap();
+    let err = ExecutorLinkServiceClient::with_interceptor(channel.clone(), as_agent)
+        .get_grant_key(GetGrantKeyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let as_executor = pincer_runtime::service_auth::PresentCredential::new(
+        ServiceName::Executor,
+        &Secret::new("executor-cred"),
+    )
+    .unwrap();
+    let key = ExecutorLinkServiceClient::with_interceptor(channel.clone(), as_executor)
+        .get_grant_key(GetGrantKeyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let pk = pincer_identity::PublicKey::from_bytes(&key.public_key.clone().try_into().unwrap())
+        .unwrap();
+    assert_eq!(pk.device_id().to_string(), key.key_id);
     gw.shutdown.cancel();
 }
 

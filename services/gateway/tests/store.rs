@@ -166,5 +166,8 @@ async fn reopening_keeps_the_queue() {
     let left = store.call(|c| pending(c, 10)).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].text, "persist me");
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        pincer_gateway::store::db::SCHEMA_VERSION
+    );
 }

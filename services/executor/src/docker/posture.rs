@@ -69,7 +69,7 @@ pub fn container_body(
             target: Some(WORKSPACE_MOUNT.to_owned()),
             source: Some(bind_source.to_owned()),
             typ: Some(MountTypeEnum::BIND),
-            read_only: Some(false),
+            read_only: Some(plan.workspace_read_only()),
             bind_options: Some(MountBindOptions {
                 propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
                 ..Default::default()
@@ -109,10 +109,10 @@ pub fn container_body(
 mod tests {
     use std::time::Duration;
 
-    use pincer_proto::v1::{ExecRequest, TurnGrant, exec_request};
+    use pincer_proto::v1::{ExecRequest, exec_request};
 
     use super::*;
-    use crate::grant::FixedClock;
+    use crate::grant::{FixedClock, testing};
     use crate::plan::{ExecLimits, ExecPlan};
     use crate::workspace::SandboxUser;
 
@@ -134,12 +134,8 @@ mod tests {
 
     fn plan() -> ValidatedExecPlan {
         ExecPlan::from(ExecRequest {
-            grant: Some(TurnGrant {
-                agent_id: "main".into(),
-                allowed_tools: vec!["exec".into()],
-                expires_at_ms: i64::MAX,
-                ..Default::default()
-            }),
+            grant: Some(testing::grant(&["exec"], "s", "main", i64::MAX)),
+            session_key: "s".into(),
             command: Some(exec_request::Command::Shell("echo hi".into())),
             cwd: "notes/./x".into(),
             timeout_ms: 0,
@@ -148,6 +144,7 @@ mod tests {
             ExecLimits {
                 max_timeout: Duration::from_secs(5),
             },
+            &testing::keys(),
             &FixedClock(0),
         )
         .unwrap()

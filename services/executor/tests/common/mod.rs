@@ -106,19 +106,16 @@ pub fn now_ms() -> i64 {
     pincer_executor::SystemClock.now_ms()
 }
 
+pub const SESSION: &str = "test:dm:1";
+
 pub fn grant(tools: &[&str]) -> TurnGrant {
-    TurnGrant {
-        turn_id: "turn-test".into(),
-        session_key: "test:dm:1".into(),
-        agent_id: "main".into(),
-        allowed_tools: tools.iter().map(|t| (*t).to_owned()).collect(),
-        expires_at_ms: now_ms() + 600_000,
-    }
+    pincer_executor::grant::testing::grant(tools, SESSION, "main", now_ms() + 600_000)
 }
 
 pub fn shell_request(line: &str, timeout_ms: u32) -> ExecRequest {
     ExecRequest {
         grant: Some(grant(&["exec"])),
+        session_key: SESSION.into(),
         command: Some(exec_request::Command::Shell(line.into())),
         cwd: String::new(),
         timeout_ms,
@@ -140,6 +137,7 @@ pub fn validate(req: ExecRequest) -> ValidatedExecPlan {
             ExecLimits {
                 max_timeout: Duration::from_secs(30),
             },
+            &pincer_executor::grant::testing::keys(),
             &FixedClock(now_ms()),
         )
         .unwrap()

@@ -48,6 +48,9 @@ pub enum StoreError {
     Poisoned,
 }
 
+/// The schema version this gateway writes (one per migration).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
 const MIGRATIONS: &[&str] = &[
     // 1: sessions, transcripts, durable queues, leases.
     r#"

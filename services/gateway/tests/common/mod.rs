@@ -125,6 +125,7 @@ async fn start_full(
         gateway_credential: Secret::new("gateway-cred"),
         bridge_credential: Secret::new("bridge-cred"),
         agent_credential: Secret::new("agent-cred"),
+        executor_credential: Secret::new("executor-cred"),
     };
     let state = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();

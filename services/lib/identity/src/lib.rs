@@ -22,6 +22,7 @@
 //! | `challenge` | [`Challenges`]: issue and verify, bounded nonce memory |
 //! | `nonce_table` | the ordered nonce table behind `Challenges` |
 //! | `error` | [`ClaimError`], [`KeyFileError`], [`ChallengeError`], [`NonceCollision`] |
+//! | `grant` | [`sign_grant`] / [`verify_grant`]: signatures over turn-grant claims (domain-separated) |
 //! | `b64` | strict base64url without padding |
 //!
 //! The challenge protocol is model-checked with stateright in `tests/challenge_model.rs`.
@@ -32,6 +33,7 @@ mod device_id;
 mod device_key;
 mod error;
 mod fields;
+mod grant;
 mod key_file;
 mod nonce_table;
 mod payload;
@@ -46,6 +48,7 @@ pub use device_id::{DeviceId, PublicKey};
 pub use device_key::DeviceKey;
 pub use error::{ChallengeError, ClaimError, KeyFileError, NonceCollision};
 pub use fields::{ClientId, ConnectToken, MAX_CLIENT_ID_BYTES, MAX_TOKEN_BYTES, Nonce};
+pub use grant::{GRANT_DOMAIN, sign_grant, verify_grant};
 pub use key_file::KeyOrigin;
 pub use payload::{ConnectClaims, PAYLOAD_VERSION};
 pub use signing::{Signature, SignedConnect, sign, verify_device, verify_payload};

@@ -19,6 +19,8 @@ pub enum ServiceName {
     Bridge,
     /// An agent.
     Agent,
+    /// An executor.
+    Executor,
 }
 
 impl ServiceName {
@@ -28,6 +30,7 @@ impl ServiceName {
             Self::Gateway => "gateway",
             Self::Bridge => "bridge",
             Self::Agent => "agent",
+            Self::Executor => "executor",
         }
     }
 }

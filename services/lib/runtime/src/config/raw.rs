@@ -258,6 +258,9 @@ pub struct RawCredentials {
     /// Presented by agents (to the gateway and executors).
     #[serde(default)]
     pub agent: Option<SecretRef>,
+    /// Presented by executors (to the gateway).
+    #[serde(default)]
+    pub executor: Option<SecretRef>,
 }
 
 /// `models`.

@@ -71,6 +71,8 @@ pub struct Credentials {
     pub bridge: SecretRef,
     /// Presented by agents.
     pub agent: SecretRef,
+    /// Presented by executors.
+    pub executor: SecretRef,
 }
 
 /// `models.providers.<id>`.
@@ -237,6 +239,8 @@ pub const ENV_GATEWAY_CREDENTIAL: &str = "PINCER_GATEWAY_CREDENTIAL";
 pub const ENV_BRIDGE_CREDENTIAL: &str = "PINCER_BRIDGE_CREDENTIAL";
 /// See [`ENV_GATEWAY_CREDENTIAL`].
 pub const ENV_AGENT_CREDENTIAL: &str = "PINCER_AGENT_CREDENTIAL";
+/// See [`ENV_GATEWAY_CREDENTIAL`].
+pub const ENV_EXECUTOR_CREDENTIAL: &str = "PINCER_EXECUTOR_CREDENTIAL";
 /// Default reference for the operator token.
 pub const ENV_GATEWAY_TOKEN: &str = "PINCER_GATEWAY_TOKEN";
 
@@ -267,6 +271,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigIssue>> {
         gateway: credential(&raw.services.credentials.gateway, ENV_GATEWAY_CREDENTIAL),
         bridge: credential(&raw.services.credentials.bridge, ENV_BRIDGE_CREDENTIAL),
         agent: credential(&raw.services.credentials.agent, ENV_AGENT_CREDENTIAL),
+        executor: credential(&raw.services.credentials.executor, ENV_EXECUTOR_CREDENTIAL),
     };
 
     let mut providers = BTreeMap::new();
