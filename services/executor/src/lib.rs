@@ -20,6 +20,7 @@
 //! In-process (tests): bind `127.0.0.1:0`, then
 //! `serve(ExecutorSettings { .. }, listener, token)`; see `tests/service.rs`.
 
+pub mod approval;
 pub mod cwd;
 pub mod docker;
 pub mod error;
