@@ -52,7 +52,7 @@ fn start_gateway() -> Gateway {
         r#"{{ gateway: {{ port: {port}, auth: {{ token: "cli-test-operator-token-0123456789abcdef" }} }},
   models: {{ providers: {{ p: {{ api: "anthropic", baseUrl: "http://127.0.0.1:9/v1" }} }} }},
   agents: {{ defaults: {{ model: "p/m" }} }},
-  services: {{ gateway: {{ listen: "127.0.0.1:{grpc}" }}, credentials: {{ gateway: "g-cred", bridge: "b-cred", agent: "a-cred" }} }} }}"#,
+  services: {{ gateway: {{ listen: "127.0.0.1:{grpc}" }}, credentials: {{ gateway: "g-cred", bridge: "b-cred", agent: "a-cred", executor: "e-cred" }} }} }}"#,
         grpc = free_port()
     );
     pincer_runtime::paths::write_private_file(&config, text.as_bytes()).unwrap();

@@ -32,7 +32,7 @@ fn start_gateway(gateway: &str) -> (bool, String) {
         r#"{{ gateway: {gateway},
   models: {{ providers: {{ p: {{ api: "anthropic", baseUrl: "http://127.0.0.1:9/v1" }} }} }},
   agents: {{ defaults: {{ model: "p/m" }} }},
-  services: {{ gateway: {{ listen: "127.0.0.1:0" }}, credentials: {{ gateway: "g-cred", bridge: "b-cred", agent: "a-cred" }} }} }}"#
+  services: {{ gateway: {{ listen: "127.0.0.1:0" }}, credentials: {{ gateway: "g-cred", bridge: "b-cred", agent: "a-cred", executor: "e-cred" }} }} }}"#
     );
     std::fs::write(&config, text).unwrap();
     let out = std::process::Command::new(gateway_bin())
