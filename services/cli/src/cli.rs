@@ -53,11 +53,23 @@ pub enum Command {
     Status(OperatorArgs),
     /// Gateway health: queues and bridges; exits non-zero if unhealthy or unreachable.
     Health(OperatorArgs),
+    /// Run a command in a sandbox as the exec tool does, or explain what the jail enforces.
+    Sandbox {
+        /// Which.
+        #[command(subcommand)]
+        command: crate::sandbox_cmd::SandboxCommand,
+    },
     /// Inspect the configuration.
     Config {
         /// Which.
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// The SSRF-guarded web fetch (see docs/egress.md).
+    Web {
+        /// Which.
+        #[command(subcommand)]
+        command: WebCommand,
     },
 }
 
@@ -159,4 +171,29 @@ pub enum ConfigCommand {
     Schema,
     /// Check the config file and the secrets it references.
     Validate,
+}
+
+/// `pincer web`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum WebCommand {
+    /// Fetch a URL under the outbound-web policy and print it as text. Private, loopback,
+    /// link-local (cloud metadata) and other internal addresses are refused.
+    Fetch(WebFetchArgs),
+}
+
+/// `pincer web fetch`.
+#[derive(Debug, Clone, Args)]
+pub struct WebFetchArgs {
+    /// The http:// or https:// URL.
+    pub url: String,
+    /// Largest body accepted, in bytes.
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    pub max_bytes: usize,
+    /// Re-allow a blocked network (repeatable), e.g. 127.0.0.1/32 for a local test server.
+    #[arg(long = "allow-network", value_name = "CIDR")]
+    pub allow_network: Vec<pincer_runtime::cidr::IpCidr>,
+    /// Connect only to loopback addresses, whatever the policy allows (a second lock for
+    /// tests: a failing guard cannot send traffic off the machine).
+    #[arg(long)]
+    pub loopback_only: bool,
 }

@@ -10,6 +10,8 @@
 //! | [`device`] | this client's device key and device token |
 //! | [`operator_cmd`] | `pincer gateway probe`, `pincer status`, `pincer health`, `pincer devices …` |
 //! | [`config_cmd`] | `pincer config schema|validate` |
+//! | [`sandbox_cmd`] | `pincer sandbox exec|explain`: the jail backend from the command line |
+//! | [`web_cmd`] | `pincer web fetch`: the SSRF-guarded web fetch |
 //! | [`context`] | state dir, config path and profile resolution |
 
 pub mod chat;
@@ -20,7 +22,9 @@ pub mod device;
 pub mod gateway_client;
 pub mod onboard;
 pub mod operator_cmd;
+pub mod sandbox_cmd;
 pub mod up;
+pub mod web_cmd;
 
 use std::process::ExitCode;
 
@@ -55,6 +59,9 @@ pub enum CliError {
     /// I/O.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The web fetch failed or was refused; the message names the rule.
+    #[error(transparent)]
+    Web(#[from] pincer_egress::EgressError),
 }
 
 /// Runs a parsed command.
@@ -81,5 +88,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Status(op) => operator_cmd::status(&ctx, &op).await,
         Command::Health(op) => operator_cmd::health(&ctx, &op).await,
         Command::Devices { command } => operator_cmd::devices(&ctx, &command).await,
+        Command::Sandbox { command } => sandbox_cmd::run(command).await,
+        Command::Web { command } => web_cmd::run(&command).await,
     }
 }

@@ -2,8 +2,14 @@
 
 use clap::Parser;
 
+fn main() -> std::process::ExitCode {
+    // First, before any thread starts: this binary is also the jail's helper.
+    pincer_jail::run_helper_if_requested();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn run() -> std::process::ExitCode {
     let cli = pincer::cli::Cli::parse();
     match pincer::dispatch(cli).await {
         Ok(code) => code,

@@ -74,6 +74,8 @@ fn the_workspace_has_the_documented_crates() {
         "pincer-proto",
         "pincer-runtime",
         "pincer-identity",
+        "pincer-jail",
+        "pincer-egress",
         "pincer-testkit",
         "pincer-gateway",
         "pincer-bridge",
@@ -96,7 +98,13 @@ fn services_never_depend_on_each_other() {
             );
         }
     }
-    for lib in ["pincer-proto", "pincer-runtime", "pincer-identity"] {
+    for lib in [
+        "pincer-proto",
+        "pincer-runtime",
+        "pincer-identity",
+        "pincer-jail",
+        "pincer-egress",
+    ] {
         for (dep, _) in &deps[lib] {
             assert!(
                 !SERVICES.contains(&dep.as_str()),
@@ -129,5 +137,15 @@ fn side_effects_live_in_one_service_each() {
     assert!(
         users_of(&deps, "pincer-testkit").is_empty(),
         "the fakes are dev-dependencies only"
+    );
+    assert_eq!(
+        users_of(&deps, "landlock"),
+        ["pincer-jail"],
+        "kernel sandboxing lives in the jail crate"
+    );
+    assert_eq!(
+        users_of(&deps, "hickory-resolver"),
+        ["pincer-egress"],
+        "DNS for untrusted URLs goes only through the SSRF guard"
     );
 }

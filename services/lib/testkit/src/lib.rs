@@ -7,6 +7,7 @@
 //!
 //! | Module | What |
 //! |---|---|
+//! | [`dns`] | [`dns::FakeDns`]: a UDP DNS server on loopback with per-name A/AAAA answers and a rebinding mode (for SSRF tests) |
 //! | [`llm`] | [`FakeLlm`]: OpenAI Chat Completions + Anthropic Messages, JSON and SSE, scripted steps or a deterministic demo brain |
 //! | [`nginx`] | [`nginx::Nginx`]: a real nginx reverse proxy on loopback (for proxy-trust tests) |
 //! | [`telegram`] | [`FakeTelegram`]: Telegram Bot API (getUpdates long polling with offsets, sendMessage, sendChatAction, webhooks, 409/429) plus a `/_fake/*` control API |
@@ -15,6 +16,7 @@
 //!
 //! Binaries: `pincer-fake-llm` and `pincer-fake-telegram` (see `src/bin/`).
 
+pub mod dns;
 pub mod error;
 pub mod llm;
 pub mod nginx;
