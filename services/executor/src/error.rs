@@ -95,6 +95,9 @@ pub enum ExecutorError {
     /// A credential could not be resolved at start.
     #[error("cannot resolve a service credential (services.credentials.agent / .executor): {0}")]
     Credential(#[from] pincer_runtime::SecretError),
+    /// The jail backend refused or failed (names what the host cannot enforce).
+    #[error("jail: {0}")]
+    Jail(String),
     /// The link to the gateway (for grant keys) could not be set up.
     #[error("cannot set up the link to the gateway: {0}")]
     GatewayLink(String),
@@ -120,6 +123,7 @@ impl From<ExecutorError> for Status {
                 Status::permission_denied(message)
             }
             ExecutorError::DockerUnavailable { .. } => Status::unavailable(message),
+            ExecutorError::Jail(_) => Status::failed_precondition(message),
             ExecutorError::ImageMissing { .. } | ExecutorError::WorkspaceOwnership { .. } => {
                 Status::failed_precondition(message)
             }

@@ -15,6 +15,7 @@
 //! | [`workspace`] | `<root>/<agent_id>` on the host, owned by the sandbox user |
 //! | [`sandbox`] | the [`Sandbox`] trait, [`ExecOutcome`], the output cap |
 //! | [`docker`] | the Docker backend: posture, one-container run, reaper |
+//! | [`jail`] | the jail backend: `pincer-jail` on this host, no Docker |
 //! | [`error`] | [`ExecutorError`] and its mapping to gRPC codes |
 //!
 //! In-process (tests): bind `127.0.0.1:0`, then
@@ -26,6 +27,7 @@ pub mod docker;
 pub mod error;
 pub mod grant;
 pub mod grant_keys;
+pub mod jail;
 pub mod plan;
 pub mod sandbox;
 pub mod server;

@@ -6,8 +6,15 @@ use std::process::ExitCode;
 use pincer_executor::{ExecutorSettings, serve, workspace_root};
 use pincer_runtime::ProcessSecrets;
 
+fn main() -> ExitCode {
+    // The executor is its own jail helper: a re-executed copy sets up the jail and never
+    // returns from here.
+    pincer_jail::run_helper_if_requested();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn run() -> ExitCode {
     match start().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

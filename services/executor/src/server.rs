@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pincer_proto::v1::executor_service_server::ExecutorServiceServer;
+use pincer_runtime::config::raw::SandboxBackend;
 use pincer_runtime::config::validate::{DockerConfig, ExecToolConfig};
 use pincer_runtime::service_auth::{PresentCredential, RequireCaller, ServiceName};
 use pincer_runtime::{Config, ProcessSecrets, Secret, SecretSource};
@@ -17,7 +18,9 @@ use crate::ExecutorError;
 use crate::docker::{DockerBackend, DockerSettings};
 use crate::grant::{Clock, StaticKeys, SystemClock};
 use crate::grant_keys::{GatewayKeys, KeySet};
+use crate::jail::JailBackend;
 use crate::plan::{ExecLimits, MAX_TIMEOUT};
+use crate::sandbox::Sandbox;
 use crate::service::{ExecSwitch, ExecutorApi};
 use crate::workspace::{SandboxUser, Workspaces};
 
@@ -43,6 +46,11 @@ pub struct ExecutorSettings {
     pub clock: Arc<dyn Clock>,
     /// Where grant keys come from.
     pub grant_keys: GrantKeySetting,
+    /// `executor.backend`.
+    pub backend: SandboxBackend,
+    /// The binary the jail backend re-executes as its helper (`/proc/self/exe`: the
+    /// executor, whose `main` runs the helper).
+    pub jail_helper: PathBuf,
 }
 
 /// Where the executor learns the gateway's grant keys.
@@ -89,6 +97,8 @@ impl ExecutorSettings {
                 url: config.services.gateway.url.clone(),
                 credential: config.services.credentials.executor.resolve(secrets)?,
             },
+            backend: config.executor.backend,
+            jail_helper: PathBuf::from("/proc/self/exe"),
         })
     }
 }
@@ -127,18 +137,41 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ExecutorError> {
-    let backend = Arc::new(DockerBackend::new(DockerSettings::from_config(
-        &settings.docker,
-        &settings.exec,
-        settings.sandbox_user,
-    )));
-    match backend.reap_leftovers().await {
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot reach Docker at start; calls will fail with Unavailable until it is up")
+    match settings.backend {
+        SandboxBackend::Docker => {
+            let backend = Arc::new(DockerBackend::new(DockerSettings::from_config(
+                &settings.docker,
+                &settings.exec,
+                settings.sandbox_user,
+            )));
+            if let Err(e) = backend.reap_leftovers().await {
+                tracing::warn!(error = %e, "cannot reach Docker at start; calls will fail with Unavailable until it is up");
+            }
+            tracing::info!(instance = backend.instance_id(), "sandbox backend: docker");
+            let served = serve_with(Arc::clone(&backend), settings, listener, shutdown).await;
+            if let Err(e) = backend.reap_own().await {
+                tracing::warn!(error = %e, "cannot remove this executor's sandboxes at shutdown");
+            }
+            served
+        }
+        SandboxBackend::Jail => {
+            let backend = Arc::new(JailBackend::new(
+                settings.jail_helper.clone(),
+                settings.sandbox_user,
+                settings.exec.max_output_bytes,
+            ));
+            tracing::info!("sandbox backend: jail");
+            serve_with(backend, settings, listener, shutdown).await
         }
     }
+}
 
+async fn serve_with<B: Sandbox>(
+    backend: Arc<B>,
+    settings: ExecutorSettings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ExecutorError> {
     let max_timeout = settings.exec.timeout.min(MAX_TIMEOUT);
     let switch = if settings.exec.enabled {
         ExecSwitch::Enabled
@@ -172,7 +205,6 @@ pub async fn serve(
     tracing::info!(
         addr = ?listener.local_addr().ok(),
         workspace_root = %settings.workspace_root.display(),
-        instance = backend.instance_id(),
         "executor listening"
     );
 
@@ -201,9 +233,6 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("sandbox tasks still running after the drain");
-    }
-    if let Err(e) = backend.reap_own().await {
-        tracing::warn!(error = %e, "cannot remove this executor's sandboxes at shutdown");
     }
     tracing::info!("executor stopped");
     Ok(served?)

@@ -89,9 +89,11 @@ impl Workspaces {
             let path = path.to_owned();
             move |source: std::io::Error| ExecutorError::Workspace { path, source }
         };
+        // 0711: the sandbox user may pass through to its own workspace (the jail enters it
+        // as that user) but cannot list the root; each workspace below is its own, 0700.
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(0o711)
             .create(&self.root)
             .map_err(io(&self.root))?;
         let root = nix::fcntl::open(

@@ -43,11 +43,20 @@ fn settings(root: &Path) -> ExecutorSettings {
         sandbox_user: SandboxUser::for_this_process(),
         clock: Arc::new(SystemClock),
         grant_keys: GrantKeySetting::Fixed(pincer_executor::grant::testing::keys()),
+        backend: pincer_runtime::config::raw::SandboxBackend::Docker,
+        jail_helper: env!("CARGO_BIN_EXE_pincer-executor").into(),
     }
 }
 
 async fn start(tweak: impl FnOnce(&mut ExecutorSettings)) -> Running {
     let tmp = tempfile::tempdir().unwrap();
+    // The sandbox user must be able to reach the workspace root (the jail enters it as
+    // that user; Docker's daemon does not care).
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
     let mut s = settings(&tmp.path().join("workspaces"));
     tweak(&mut s);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -337,4 +346,62 @@ fn settings_come_from_the_config() {
         pincer_executor::workspace_root(&with_root, Some(Path::new("/state"))).unwrap(),
         Path::new("/srv/ws")
     );
+}
+
+/// The jail backend through the same gRPC service: no Docker involved. The executor's own
+/// binary is the jail helper, as in production.
+#[tokio::test]
+async fn jail_backend_runs_calls_confined_without_docker() {
+    let server = start(|s| s.backend = pincer_runtime::config::raw::SandboxBackend::Jail).await;
+    let ok = call(
+        server.addr,
+        Some(AGENT_SECRET),
+        shell_request("echo hi > note.txt && cat note.txt && id -u", 0),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.exit_code, 0, "{}", String::from_utf8_lossy(&ok.stderr));
+    let out = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(out.starts_with("hi\n"), "{out}");
+    assert_ne!(out.lines().nth(1), Some("0"), "never root inside the jail");
+
+    // Outside the workspace: refused by the kernel, and the exit code says so.
+    let escape = call(
+        server.addr,
+        Some(AGENT_SECRET),
+        shell_request("cat /etc/shadow || exit 3", 0),
+    )
+    .await
+    .unwrap();
+    assert_eq!(escape.exit_code, 3);
+
+    // A read-only grant mounts the workspace read-only.
+    use pincer_executor::grant::{sign_claims, testing};
+    use pincer_proto::v1::{GrantClaims, NetworkAccess, WorkspaceAccess};
+    let mut req = shell_request("touch written.txt", 0);
+    req.grant = Some(sign_claims(
+        &testing::gateway_key(),
+        &GrantClaims {
+            turn_id: "t".into(),
+            session_key: SESSION.into(),
+            agent_id: "main".into(),
+            allowed_tools: vec!["exec".into()],
+            expires_at_ms: now_ms() + 60_000,
+            workspace_access: WorkspaceAccess::ReadOnly.into(),
+            network: NetworkAccess::None.into(),
+        },
+    ));
+    let ro = call(server.addr, Some(AGENT_SECRET), req).await.unwrap();
+    assert_ne!(ro.exit_code, 0, "read-only workspace refused the write");
+
+    // The timeout kills it.
+    let slow = call(
+        server.addr,
+        Some(AGENT_SECRET),
+        shell_request("sleep 30", 1_000),
+    )
+    .await
+    .unwrap();
+    assert!(slow.timed_out);
+    server.stop().await;
 }

@@ -425,7 +425,8 @@ pub struct RawExecTool {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawExecutor {
-    /// Sandbox backend: `docker` (the only one so far).
+    /// Sandbox backend: `docker` (a throwaway container per call) or `jail` (Landlock +
+    /// seccomp + rlimits on this host, no Docker).
     #[serde(default)]
     pub backend: Option<SandboxBackend>,
     /// Host directory holding each agent's workspace (default `<state dir>/workspaces`).
@@ -442,6 +443,8 @@ pub struct RawExecutor {
 pub enum SandboxBackend {
     /// One throwaway container per call.
     Docker,
+    /// A kernel-enforced jail on this host.
+    Jail,
 }
 
 /// `executor.docker`.

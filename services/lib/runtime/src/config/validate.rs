@@ -12,6 +12,7 @@ use url::Url;
 
 use super::raw::{
     DmPolicy, GroupPolicy, LogFormat, ProviderApi, RawConfig, RawEndpoint, RawTelegram,
+    SandboxBackend,
 };
 use crate::secret::SecretRef;
 
@@ -169,6 +170,8 @@ pub struct ExecToolConfig {
 /// `executor`.
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
+    /// The sandbox backend.
+    pub backend: SandboxBackend,
     /// Host directory with the agents' workspaces (`None`: `<state dir>/workspaces`).
     pub workspace_root: Option<PathBuf>,
     /// The Docker backend.
@@ -634,6 +637,7 @@ fn validate_executor(raw: &RawConfig, issues: &mut Issues) -> ExecutorConfig {
         );
     }
     ExecutorConfig {
+        backend: e.backend.unwrap_or(SandboxBackend::Docker),
         workspace_root: absolute(&e.workspace_root, "executor.workspaceRoot", issues),
         docker: DockerConfig {
             host: d.host.clone(),
