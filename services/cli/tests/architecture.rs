@@ -14,6 +14,7 @@ const SERVICES: &[&str] = &[
     "pincer-bridge",
     "pincer-agent",
     "pincer-executor",
+    "pincer-docker-guard",
     "pincer",
 ];
 
@@ -81,6 +82,7 @@ fn the_workspace_has_the_documented_crates() {
         "pincer-bridge",
         "pincer-agent",
         "pincer-executor",
+        "pincer-docker-guard",
         "pincer",
     ] {
         assert!(deps.contains_key(name), "missing crate {name}");
