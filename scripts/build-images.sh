@@ -15,7 +15,7 @@ ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 mkdir -p "$ctx/dist"
 cp images/Dockerfile.prebuilt "$ctx/Dockerfile"
-for bin in pincer pincer-gateway pincer-agent pincer-executor pincer-bridge pincer-fake-llm pincer-fake-telegram; do
+for bin in pincer pincer-gateway pincer-agent pincer-executor pincer-docker-guard pincer-bridge pincer-fake-llm pincer-fake-telegram; do
   cp "$CARGO_TARGET_DIR/release/$bin" "$ctx/dist/$bin"
 done
 build() { # tag service
@@ -26,6 +26,7 @@ build pincer-gateway:local pincer-gateway
 build pincer-agent:local pincer-agent
 build pincer-executor:local pincer-executor
 build pincer-bridge:local pincer-bridge
+build pincer-docker-guard:local pincer-docker-guard
 build pincer-fake-llm:local pincer-fake-llm
 build pincer-fake-telegram:local pincer-fake-telegram
 bash images/sandbox/build.sh

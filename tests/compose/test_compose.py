@@ -4,7 +4,8 @@
 Images must exist (scripts/build-images.sh). Checks: a Telegram DM reaches the model and the
 reply reaches the chat; a model-requested exec runs in a throwaway container; killing the
 gateway mid-conversation loses no accepted message and sends no reply twice; only the
-gateway publishes a port, on 127.0.0.1; only the executor mounts the Docker socket.
+gateway publishes a port, on 127.0.0.1; only the Docker guard mounts the Docker socket and only
+the executor can reach the guard.
 Talks only to 127.0.0.1 and to the containers this test starts.
 """
 import json
@@ -98,11 +99,14 @@ def test_exposure():
         cid = sh(COMPOSE + ["ps", "-q", svc], capture=True).stdout.strip()
         ports = json.loads(sh(["docker", "inspect", "--format", "{{json .HostConfig.PortBindings}}", cid], capture=True).stdout)
         assert not ports, f"{svc} publishes {ports}"
-    for svc in ["gateway", "agent", "executor", "bridge"]:
+    for svc in ["gateway", "agent", "executor", "bridge", "docker-guard"]:
         cid = sh(COMPOSE + ["ps", "-q", svc], capture=True).stdout.strip()
         mounts = json.loads(sh(["docker", "inspect", "--format", "{{json .Mounts}}", cid], capture=True).stdout)
         has_socket = any(m.get("Source") == "/var/run/docker.sock" for m in mounts)
-        assert has_socket == (svc == "executor"), f"{svc} docker socket mount: {has_socket}"
+        assert has_socket == (svc == "docker-guard"), f"{svc} docker socket mount: {has_socket}"
+        networks = json.loads(sh(["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", cid], capture=True).stdout)
+        on_docker_net = any(name.endswith("_docker") for name in networks)
+        assert on_docker_net == (svc in ("executor", "docker-guard")), f"{svc} reaches the guard: {on_docker_net}"
 
 
 def host_cli(state, config, *args):
@@ -153,7 +157,7 @@ def main():
         check("telegram DM round trip through the compose stack", test_dm_roundtrip)
         check("exec runs in a throwaway container", test_exec_in_container)
         check("gateway killed mid-conversation: nothing lost, nothing twice", test_gateway_restart_loses_nothing)
-        check("only the gateway is published (127.0.0.1); only the executor has Docker", test_exposure)
+        check("only the gateway is published (127.0.0.1); only the guard has the Docker socket, only the executor reaches it", test_exposure)
         check("the host CLI is paired by the owner, not auto-approved through the port", test_host_cli_pairs_through_the_published_port)
     finally:
         if any(not ok for _, ok, _ in results):
