@@ -538,3 +538,58 @@ async fn pairing_events_reach_only_connections_with_the_pairing_scope() {
     );
     gw.shutdown.cancel();
 }
+
+#[tokio::test]
+async fn the_http_api_shares_lockouts_and_budgets_writes() {
+    let gw = start_with(
+        r#"{ http: { endpoints: { chatCompletions: { enabled: true } } }, writeRateLimit: { burst: 1, perMinute: 1 } }"#,
+    )
+    .await;
+    ready(&gw).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v1/chat/completions", gw.operator);
+    let body = json!({ "model": "main", "messages": [{ "role": "user", "content": "hi" }] });
+
+    let first = client
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let second = client
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 429, "write budget per address");
+    assert!(second.headers().contains_key("retry-after"));
+
+    // Ten wrong bearers lock the address out of the HTTP API, even for the right one.
+    let models = format!("http://{}/v1/models", gw.operator);
+    for _ in 0..10 {
+        let r = client
+            .get(&models)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = client.get(&models).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 429, "locked out");
+
+    // A browser origin that is not allowed is refused before any credential check.
+    let r = client
+        .get(&models)
+        .header("origin", "https://evil.example")
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    gw.shutdown.cancel();
+}

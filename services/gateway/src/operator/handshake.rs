@@ -234,30 +234,16 @@ pub async fn connect(
                         session
                     }
                     Ok(RequestOutcome::Pending) => {
-                        let client = format!("{}/{}", params.client.id, client_mode);
-                        if let Err(e) = state
-                            .devices
-                            .touch(device_id, client, ip.to_string(), now)
-                            .await
-                        {
-                            tracing::warn!(error = %e, "cannot record device metadata");
-                        }
-                        return Err(Refusal {
-                            code: ErrorCode::PairingRequired,
-                            message: format!(
+                        touch(state, device_id, &params.client.id, client_mode, ip, now).await;
+                        return Err(pairing_required(
+                            device_id,
+                            format!(
                                 "device {device_id} is waiting for the owner's approval; on the gateway host run `pincer devices approve {device_id}`"
                             ),
-                            retryable: true,
-                            details: Some(json!({ "deviceId": device_id.to_string() })),
-                        });
+                        ));
                     }
                     Err(DevicesError::Pairing(e)) => {
-                        return Err(Refusal {
-                            code: ErrorCode::PairingRequired,
-                            message: e.to_string(),
-                            retryable: true,
-                            details: Some(json!({ "deviceId": device_id.to_string() })),
-                        });
+                        return Err(pairing_required(device_id, e.to_string()));
                     }
                     Err(DevicesError::Store(e)) => {
                         tracing::error!(error = %e, "cannot record a pairing request");
@@ -270,14 +256,7 @@ pub async fn connect(
     if let Ok(mut limiter) = state.limiter.lock() {
         limiter.record_success(ip, class);
     }
-    let client = format!("{}/{}", params.client.id, client_mode);
-    if let Err(e) = state
-        .devices
-        .touch(device_id, client, ip.to_string(), now)
-        .await
-    {
-        tracing::warn!(error = %e, "cannot record device metadata");
-    }
+    touch(state, device_id, &params.client.id, client_mode, ip, now).await;
     let mut hello = json!({
         "type": "hello-ok",
         "protocol": PROTOCOL_VERSION,
@@ -358,6 +337,34 @@ pub fn parse_connect(params: &ConnectParams) -> Result<ParsedConnect, Refusal> {
         device_id,
         nonce,
     })
+}
+
+/// Records the client and address of a device's latest connect attempt (best effort).
+async fn touch(
+    state: &OperatorState,
+    device_id: DeviceId,
+    client_id: &str,
+    mode: ClientMode,
+    ip: std::net::IpAddr,
+    now: i64,
+) {
+    let client = format!("{client_id}/{mode}");
+    if let Err(e) = state
+        .devices
+        .touch(device_id, client, ip.to_string(), now)
+        .await
+    {
+        tracing::warn!(error = %e, "cannot record device metadata");
+    }
+}
+
+fn pairing_required(device_id: DeviceId, message: String) -> Refusal {
+    Refusal {
+        code: ErrorCode::PairingRequired,
+        message,
+        retryable: true,
+        details: Some(json!({ "deviceId": device_id.to_string() })),
+    }
 }
 
 fn check_lockout(
