@@ -49,6 +49,12 @@ pub enum Command {
         #[command(subcommand)]
         command: DevicesCommand,
     },
+    /// Exec approvals: list the requests, allow or deny one.
+    Approvals {
+        /// Which.
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
     /// Gateway status: version, uptime, sessions, bridges, devices.
     Status(OperatorArgs),
     /// Gateway health: queues and bridges; exits non-zero if unhealthy or unreachable.
@@ -162,6 +168,47 @@ pub enum DevicesCommand {
         #[command(flatten)]
         op: OperatorArgs,
     },
+}
+
+/// `pincer approvals`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Every approval request: pending, decided, used, expired.
+    List(OperatorArgs),
+    /// Decide one request.
+    Resolve {
+        /// The approval id (from `pincer approvals list`).
+        id: String,
+        /// `allow-once` (this call only), `allow-always` (this exact call from now on) or
+        /// `deny` (also revokes an allow-always).
+        #[arg(value_enum)]
+        decision: ApprovalDecision,
+        /// Connection options.
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+}
+
+/// The owner's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApprovalDecision {
+    /// Run this call once.
+    AllowOnce,
+    /// Run this exact call (same command, cwd, environment, executables) from now on.
+    AllowAlways,
+    /// Do not run it.
+    Deny,
+}
+
+impl ApprovalDecision {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AllowOnce => "allow-once",
+            Self::AllowAlways => "allow-always",
+            Self::Deny => "deny",
+        }
+    }
 }
 
 /// `pincer config`.

@@ -88,6 +88,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Status(op) => operator_cmd::status(&ctx, &op).await,
         Command::Health(op) => operator_cmd::health(&ctx, &op).await,
         Command::Devices { command } => operator_cmd::devices(&ctx, &command).await,
+        Command::Approvals { command } => operator_cmd::approvals(&ctx, &command).await,
         Command::Sandbox { command } => sandbox_cmd::run(command).await,
         Command::Web { command } => web_cmd::run(&command).await,
     }

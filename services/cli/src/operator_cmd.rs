@@ -1,5 +1,5 @@
 //! Commands that talk to a running gateway: `pincer gateway probe`, `pincer status`,
-//! `pincer health`, `pincer devices …`. Each connects with this client's device identity
+//! `pincer health`, `pincer devices …`, `pincer approvals …`. Each connects with this client's device identity
 //! (see [`crate::device`]) and the credential from the config.
 
 use std::process::ExitCode;
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::CliError;
 use crate::chat::{gateway_addr, gateway_ws_url};
-use crate::cli::{DevicesCommand, OperatorArgs};
+use crate::cli::{ApprovalsCommand, DevicesCommand, OperatorArgs};
 use crate::context::Context;
 use crate::device::DeviceIdentity;
 use crate::gateway_client::{ClientAuth, GatewayClient, Hello};
@@ -187,6 +187,68 @@ pub async fn devices(ctx: &Context, command: &DevicesCommand) -> Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pincer approvals …`.
+pub async fn approvals(ctx: &Context, command: &ApprovalsCommand) -> Result<ExitCode, CliError> {
+    let (op, method, params) = match command {
+        ApprovalsCommand::List(op) => (op, "approvals.list", json!({})),
+        ApprovalsCommand::Resolve { id, decision, op } => (
+            op,
+            "approvals.resolve",
+            json!({ "id": id, "decision": decision.as_str() }),
+        ),
+    };
+    let (mut client, _, _) = connect(ctx, op, ClientMode::Cli).await?;
+    let result = client.request(method, params, WAIT).await?;
+    client.close().await;
+    if op.json {
+        println!("{result}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match command {
+        ApprovalsCommand::List(_) => print_approvals(&result),
+        ApprovalsCommand::Resolve { .. } => {
+            println!("{}: {}", text(&result["id"]), text(&result["state"]));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_approvals(result: &Value) {
+    let empty = Vec::new();
+    let approvals = result["approvals"].as_array().unwrap_or(&empty);
+    if approvals.is_empty() {
+        println!("no approval requests");
+        return;
+    }
+    for a in approvals {
+        println!(
+            "{}  {}  agent {}  session {}",
+            text(&a["id"]),
+            text(&a["state"]),
+            text(&a["agentId"]),
+            text(&a["sessionKey"])
+        );
+        println!("    command      {}", text(&a["command"]));
+        let cwd = text(&a["cwd"]);
+        println!(
+            "    cwd          {}",
+            if cwd.is_empty() { "(workspace root)" } else { &cwd }
+        );
+        if let Some(env) = a["env"].as_object().filter(|e| !e.is_empty()) {
+            let pairs: Vec<String> = env.iter().map(|(k, v)| format!("{k}={}", text(v))).collect();
+            println!("    env          {}", pairs.join(" "));
+        }
+        let exes: Vec<String> = a["executables"]
+            .as_array()
+            .map(|x| x.iter().map(text).collect())
+            .unwrap_or_default();
+        if !exes.is_empty() {
+            println!("    executables  {}", exes.join(", "));
+        }
+        println!("    reason       {}", text(&a["reason"]));
+    }
 }
 
 fn print_devices(result: &Value, me: &str) {

@@ -8,8 +8,13 @@ use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pincer_identity::PublicKey;
-use pincer_proto::v1::{GrantClaims, NetworkAccess, TurnGrant, WorkspaceAccess};
+use pincer_proto::v1::{
+    ExecAsk, ExecPolicy as WireExecPolicy, ExecSecurity, GrantClaims, NetworkAccess, TurnGrant,
+    WorkspaceAccess,
+};
 use prost::Message;
+
+use crate::approval::policy::{Ask, ExecPolicy, Security};
 
 /// A source of "now" in unix milliseconds, injected so tests control time.
 pub trait Clock: Send + Sync {
@@ -46,13 +51,46 @@ impl Clock for FixedClock {
 pub enum Tool {
     /// Run a command in a sandbox.
     Exec,
+    /// Background processes: start, poll, write stdin, kill.
+    Process,
+    /// Read a file in the workspace.
+    ReadFile,
+    /// Create or replace a file in the workspace.
+    WriteFile,
+    /// Replace text in a workspace file.
+    EditFile,
+    /// Apply a multi-file patch to the workspace.
+    ApplyPatch,
+    /// List a workspace directory.
+    ListDir,
+    /// Fetch a web page through the SSRF guard.
+    WebFetch,
 }
 
 impl Tool {
-    /// The name used in `TurnGrant.allowed_tools`.
+    /// Every tool.
+    pub const ALL: [Tool; 8] = [
+        Self::Exec,
+        Self::Process,
+        Self::ReadFile,
+        Self::WriteFile,
+        Self::EditFile,
+        Self::ApplyPatch,
+        Self::ListDir,
+        Self::WebFetch,
+    ];
+
+    /// The name used in `TurnGrant.allowed_tools` (and offered to the model).
     pub fn name(self) -> &'static str {
         match self {
             Self::Exec => "exec",
+            Self::Process => "process",
+            Self::ReadFile => "read_file",
+            Self::WriteFile => "write_file",
+            Self::EditFile => "edit_file",
+            Self::ApplyPatch => "apply_patch",
+            Self::ListDir => "list_dir",
+            Self::WebFetch => "web_fetch",
         }
     }
 }
@@ -179,6 +217,8 @@ pub struct CheckedGrant {
     pub access: Access,
     /// Whether the sandbox may reach the web through the guard.
     pub egress: bool,
+    /// How exec calls are judged.
+    pub exec_policy: ExecPolicy,
 }
 
 /// The key id a grant names, for fetching keys before [`check_grant`].
@@ -240,13 +280,45 @@ pub fn check_grant(
         });
     }
     let egress = claims.network() == NetworkAccess::Egress;
+    let exec_policy = exec_policy_of(claims.exec_policy.as_ref());
     Ok(CheckedGrant {
         turn_id: claims.turn_id,
         session_key: claims.session_key,
         agent_id: claims.agent_id,
         access,
         egress,
+        exec_policy,
     })
+}
+
+/// The policy a grant carries; anything missing or unknown is the strictest reading
+/// (no policy or an unspecified security level: nothing runs; unspecified ask: off).
+pub fn exec_policy_of(wire: Option<&WireExecPolicy>) -> ExecPolicy {
+    let Some(wire) = wire else {
+        return ExecPolicy {
+            security: Security::Deny,
+            ask: Ask::Off,
+            ask_fallback: Security::Deny,
+            allowlist: Vec::new(),
+            safe_bins: false,
+        };
+    };
+    let security = |s: ExecSecurity| match s {
+        ExecSecurity::Full => Security::Full,
+        ExecSecurity::Allowlist => Security::Allowlist,
+        ExecSecurity::Deny | ExecSecurity::Unspecified => Security::Deny,
+    };
+    ExecPolicy {
+        security: security(wire.security()),
+        ask: match wire.ask() {
+            ExecAsk::Always => Ask::Always,
+            ExecAsk::OnMiss => Ask::OnMiss,
+            ExecAsk::Off | ExecAsk::Unspecified => Ask::Off,
+        },
+        ask_fallback: security(wire.ask_fallback()),
+        allowlist: wire.allowlist.clone(),
+        safe_bins: wire.safe_bins,
+    }
 }
 
 /// Encodes and signs `claims` with `key`, exactly as the gateway does.
@@ -262,9 +334,22 @@ pub fn sign_claims(key: &pincer_identity::DeviceKey, claims: &GrantClaims) -> Tu
 /// Grants for tests: a fixed gateway key, the key set that trusts it, and signed grants.
 pub mod testing {
     use pincer_identity::DeviceKey;
-    use pincer_proto::v1::{GrantClaims, NetworkAccess, TurnGrant, WorkspaceAccess};
+    use pincer_proto::v1::{
+        ExecAsk, ExecPolicy, ExecSecurity, GrantClaims, NetworkAccess, TurnGrant, WorkspaceAccess,
+    };
 
     use super::{StaticKeys, sign_claims};
+
+    /// `security: full`, `ask: off`: every command runs (the sandbox is the boundary).
+    pub fn full_exec_policy() -> ExecPolicy {
+        ExecPolicy {
+            security: ExecSecurity::Full.into(),
+            ask: ExecAsk::Off.into(),
+            ask_fallback: ExecSecurity::Deny.into(),
+            allowlist: Vec::new(),
+            safe_bins: true,
+        }
+    }
 
     /// The test gateway's grant key.
     pub fn gateway_key() -> DeviceKey {
@@ -293,6 +378,7 @@ pub mod testing {
                 expires_at_ms,
                 workspace_access: WorkspaceAccess::ReadWrite.into(),
                 network: NetworkAccess::None.into(),
+                exec_policy: Some(full_exec_policy()),
             },
         )
     }
@@ -322,6 +408,7 @@ mod tests {
             expires_at_ms,
             workspace_access: WorkspaceAccess::ReadWrite.into(),
             network: NetworkAccess::None.into(),
+            exec_policy: Some(testing::full_exec_policy()),
         }
     }
 

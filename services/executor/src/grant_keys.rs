@@ -16,7 +16,8 @@ use tonic::transport::Channel;
 
 use crate::grant::{GrantKeys, StaticKeys};
 
-type LinkClient = ExecutorLinkServiceClient<InterceptedService<Channel, PresentCredential>>;
+/// A client of the gateway's `ExecutorLinkService`, presenting the executor's credential.
+pub type LinkClient = ExecutorLinkServiceClient<InterceptedService<Channel, PresentCredential>>;
 
 const MIN_REFETCH: Duration = Duration::from_secs(1);
 
@@ -52,6 +53,11 @@ impl GatewayKeys {
             known: RwLock::new(StaticKeys::default()),
             last_fetch: Mutex::new(None),
         })
+    }
+
+    /// The link client (for approval requests over the same connection).
+    pub fn link_client(&self) -> LinkClient {
+        self.client.clone()
     }
 
     async fn fetch(&self) {

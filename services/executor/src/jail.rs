@@ -51,7 +51,11 @@ impl JailBackend {
             .map_err(|e| ExecutorError::Jail(e.to_string()))?;
         let user = JailUser::new(self.user.uid, self.user.gid)
             .map_err(|e| ExecutorError::Jail(e.to_string()))?;
-        JailProfile::builder(plan.argv().iter().cloned())
+        let mut builder = JailProfile::builder(plan.argv().iter().cloned());
+        for (name, value) in plan.env() {
+            builder = builder.env(name.clone(), value.clone());
+        }
+        builder
             .workspace(Workspace::Dir(dir))
             .timeout(plan.timeout())
             .user(user)

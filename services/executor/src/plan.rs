@@ -7,10 +7,12 @@
 //! ≤ [`MAX_COMMAND_BYTES`] in total), the cwd (see [`crate::cwd`]) and the timeout (the
 //! request's when > 0, capped by the configured maximum and by [`MAX_TIMEOUT`]).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pincer_proto::v1::{ExecRequest, TurnGrant, exec_request};
 
+use crate::approval::policy::ExecPolicy;
 use crate::cwd::{CwdError, RelativeCwd};
 use crate::grant::{Access, Clock, GrantKeys, Tool, WorkspaceNeed, check_grant};
 
@@ -22,6 +24,30 @@ pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest agent id.
 pub const MAX_AGENT_ID_LEN: usize = 64;
+/// Most extra environment variables.
+pub const MAX_ENV_VARS: usize = 32;
+/// Most bytes of one environment value.
+pub const MAX_ENV_VALUE_BYTES: usize = 4096;
+/// Environment names a caller may not set: the sandbox's own (`PATH`, `HOME`, `LANG`,
+/// `TMPDIR`), and names that make the dynamic loader or a shell run other code.
+pub const RESERVED_ENV: [&str; 14] = [
+    "PATH",
+    "HOME",
+    "LANG",
+    "TMPDIR",
+    "BASH_ENV",
+    "ENV",
+    "IFS",
+    "PS4",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "CDPATH",
+    "PROMPT_COMMAND",
+    "GCONV_PATH",
+    "GLOBIGNORE",
+];
+/// Environment name prefixes a caller may not set (loader variables).
+pub const RESERVED_ENV_PREFIXES: [&str; 3] = ["LD_", "DYLD_", "BASH_FUNC_"];
 
 /// Why a request is malformed (the grant aside).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +73,17 @@ pub enum PlanError {
     /// The grant's agent id cannot name a workspace.
     #[error("agent id {0:?} is invalid; use 1 to 64 of a-z, 0-9, '_' and '-'")]
     BadAgentId(String),
+    /// An environment variable is unusable.
+    #[error("environment variable {name:?}: {problem}")]
+    Env {
+        /// Its name (shortened).
+        name: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// Too many environment variables.
+    #[error("{0} environment variables; the limit is {MAX_ENV_VARS}")]
+    TooManyEnv(usize),
 }
 
 /// An agent id that is safe as a directory name: `[a-z0-9_-]{1,64}`.
@@ -96,6 +133,8 @@ pub struct ExecPlan {
     pub cwd: String,
     /// The requested limit in ms (0 = default).
     pub timeout_ms: u32,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
 }
 
 impl From<ExecRequest> for ExecPlan {
@@ -110,6 +149,7 @@ impl From<ExecRequest> for ExecPlan {
             command,
             cwd: req.cwd,
             timeout_ms: req.timeout_ms,
+            env: req.env.into_iter().collect(),
         }
     }
 }
@@ -126,10 +166,14 @@ pub struct ExecLimits {
 pub struct ValidatedExecPlan {
     agent_id: AgentId,
     turn_id: String,
+    grant: Option<TurnGrant>,
+    command: Command,
     argv: Vec<String>,
+    env: BTreeMap<String, String>,
     cwd: RelativeCwd,
     timeout: Duration,
     read_only: bool,
+    policy: ExecPolicy,
 }
 
 impl ValidatedExecPlan {
@@ -157,6 +201,45 @@ impl ValidatedExecPlan {
     pub fn workspace_read_only(&self) -> bool {
         self.read_only
     }
+    /// The caller's extra environment variables (checked; never the sandbox's own).
+    pub fn env(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
+    /// The command as the caller sent it (what approvals judge).
+    pub fn command(&self) -> &Command {
+        &self.command
+    }
+    /// The exec policy the grant carries.
+    pub fn policy(&self) -> &ExecPolicy {
+        &self.policy
+    }
+    /// The verified grant, as received (forwarded to the gateway with approval requests).
+    pub fn grant(&self) -> Option<&TurnGrant> {
+        self.grant.as_ref()
+    }
+
+    /// The same call running `argv` instead: after approval, the resolved executables
+    /// replace the names that were judged.
+    pub(crate) fn with_argv(self, argv: Vec<String>) -> Self {
+        Self { argv, ..self }
+    }
+
+    /// A call the executor itself makes (e.g. listing the sandbox's PATH for approvals):
+    /// read-only workspace, no grant, no extra environment.
+    pub(crate) fn internal(agent_id: AgentId, argv: Vec<String>, timeout: Duration) -> Self {
+        Self {
+            agent_id,
+            turn_id: "internal".to_owned(),
+            grant: None,
+            command: Command::Argv(argv.clone()),
+            argv,
+            env: BTreeMap::new(),
+            cwd: RelativeCwd::default(),
+            timeout,
+            read_only: true,
+            policy: crate::grant::exec_policy_of(None),
+        }
+    }
 }
 
 impl ExecPlan {
@@ -177,7 +260,9 @@ impl ExecPlan {
             clock,
         )?;
         let agent_id = AgentId::parse(&grant.agent_id)?;
-        let argv = command_argv(self.command)?;
+        let command = self.command.ok_or(PlanError::MissingCommand)?;
+        let argv = command_argv(command.clone())?;
+        check_env(&self.env)?;
         let cwd = RelativeCwd::parse(&self.cwd).map_err(PlanError::from)?;
         let max = limits.max_timeout.min(MAX_TIMEOUT);
         let timeout = match self.timeout_ms {
@@ -187,16 +272,55 @@ impl ExecPlan {
         Ok(ValidatedExecPlan {
             agent_id,
             turn_id: grant.turn_id,
+            grant: self.grant,
+            command,
             argv,
+            env: self.env,
             cwd,
             timeout,
             read_only: grant.access == Access::ReadOnly,
+            policy: grant.exec_policy,
         })
     }
 }
 
-fn command_argv(command: Option<Command>) -> Result<Vec<String>, PlanError> {
-    let argv = match command.ok_or(PlanError::MissingCommand)? {
+fn check_env(env: &BTreeMap<String, String>) -> Result<(), PlanError> {
+    if env.len() > MAX_ENV_VARS {
+        return Err(PlanError::TooManyEnv(env.len()));
+    }
+    for (name, value) in env {
+        let bad = |problem| {
+            Err(PlanError::Env {
+                name: name.chars().take(64).collect(),
+                problem,
+            })
+        };
+        let plain = name.len() <= 128
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !plain {
+            return bad("names are 1 to 128 of A-Z, a-z, 0-9 and '_', not starting with a digit");
+        }
+        if RESERVED_ENV.contains(&name.as_str())
+            || RESERVED_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+        {
+            return bad("set by the sandbox or read by the loader or shell; it cannot be set");
+        }
+        if value.contains('\0') {
+            return bad("the value contains a NUL byte");
+        }
+        if value.len() > MAX_ENV_VALUE_BYTES {
+            return bad("the value is longer than 4096 bytes");
+        }
+    }
+    Ok(())
+}
+
+fn command_argv(command: Command) -> Result<Vec<String>, PlanError> {
+    let argv = match command {
         Command::Argv(args) => {
             if args.len() > MAX_ARGS {
                 return Err(PlanError::TooManyArgs(args.len()));

@@ -24,6 +24,7 @@ fn shell(line: &str) -> ExecRequest {
         command: Some(exec_request::Command::Shell(line.into())),
         cwd: String::new(),
         timeout_ms: 0,
+        env: Default::default(),
     }
 }
 
@@ -170,4 +171,34 @@ fn timeout_is_capped() {
     assert_eq!(with(60_000, 30), Duration::from_secs(30));
     assert_eq!(with(u32::MAX, 3_600), MAX_TIMEOUT);
     assert_eq!(with(0, 3_600), MAX_TIMEOUT);
+}
+
+#[test]
+fn env_is_checked() {
+    let with = |name: &str, value: &str| {
+        let mut req = shell("env");
+        req.env.insert(name.into(), value.into());
+        req
+    };
+    let plan = validate(with("GREETING", "hello")).unwrap();
+    assert_eq!(plan.env().get("GREETING").map(String::as_str), Some("hello"));
+    for name in ["PATH", "HOME", "LD_PRELOAD", "LD_LIBRARY_PATH", "BASH_ENV", "IFS", "BASH_FUNC_x"] {
+        assert!(
+            matches!(plan_error(with(name, "x")), PlanError::Env { .. }),
+            "{name} must be refused"
+        );
+    }
+    for name in ["", "1X", "A-B", "A=B", "A B"] {
+        assert!(matches!(plan_error(with(name, "x")), PlanError::Env { .. }), "{name:?}");
+    }
+    assert!(matches!(plan_error(with("A", "x\0y")), PlanError::Env { .. }));
+    assert!(matches!(
+        plan_error(with("A", &"x".repeat(MAX_ENV_VALUE_BYTES + 1))),
+        PlanError::Env { .. }
+    ));
+    let mut many = shell("env");
+    for i in 0..=MAX_ENV_VARS {
+        many.env.insert(format!("V{i}"), "x".into());
+    }
+    assert_eq!(plan_error(many), PlanError::TooManyEnv(MAX_ENV_VARS + 1));
 }

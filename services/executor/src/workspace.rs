@@ -188,6 +188,7 @@ mod tests {
             command: Some(exec_request::Command::Shell("true".into())),
             cwd: cwd.into(),
             timeout_ms: 0,
+            env: Default::default(),
         })
         .validate(
             ExecLimits {

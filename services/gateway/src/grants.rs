@@ -8,11 +8,16 @@ use std::sync::Arc;
 use pincer_identity::DeviceKey;
 use pincer_proto::v1::executor_link_service_server::ExecutorLinkService;
 use pincer_proto::v1::{
-    GetGrantKeyRequest, GrantClaims, GrantKey, NetworkAccess, TurnGrant, WorkspaceAccess,
+    ApprovalAnswer, ApprovalOutcome, ApprovalRequest, ExecPolicy, GetGrantKeyRequest,
+    GrantClaims, GrantKey, NetworkAccess, TurnGrant, WorkspaceAccess,
 };
 use prost::Message;
 
 use crate::GatewayError;
+use crate::approvals::binding::Binding;
+use crate::approvals::book::Requester;
+use crate::approvals::{Answer, Approvals, ApprovalsError};
+use crate::store::db::now_ms;
 
 /// Signs grants.
 #[derive(Debug, Clone)]
@@ -37,6 +42,8 @@ pub struct GrantSpec {
     pub workspace: WorkspaceAccess,
     /// Its network.
     pub network: NetworkAccess,
+    /// How its exec calls are judged.
+    pub exec_policy: ExecPolicy,
 }
 
 impl GrantSigner {
@@ -70,6 +77,7 @@ impl GrantSigner {
             expires_at_ms: spec.expires_at_ms,
             workspace_access: spec.workspace.into(),
             network: spec.network.into(),
+            exec_policy: Some(spec.exec_policy),
         }
         .encode_to_vec();
         let signature = pincer_identity::sign_grant(&self.key, &claims);
@@ -78,6 +86,17 @@ impl GrantSigner {
             signature: signature.as_bytes().to_vec(),
             key_id: self.key_id(),
         }
+    }
+
+    /// The claims of a grant this gateway signed, or why not.
+    pub fn verify(&self, grant: Option<&TurnGrant>) -> Result<GrantClaims, &'static str> {
+        let grant = grant.ok_or("no turn grant")?;
+        if grant.key_id != self.key_id() {
+            return Err("the turn grant is not signed by this gateway's key");
+        }
+        pincer_identity::verify_grant(&self.key.public_key(), &grant.claims, &grant.signature)
+            .map_err(|_| "the turn grant's signature does not verify")?;
+        GrantClaims::decode(grant.claims.as_slice()).map_err(|_| "the turn grant is malformed")
     }
 
     /// The public half, for executors.
@@ -89,16 +108,82 @@ impl GrantSigner {
     }
 }
 
+/// What the config lets a turn use: the tools, network and exec policy that go into its
+/// grant. Group turns get no tools (group tool policy comes with the channel rules).
+#[derive(Debug, Clone)]
+pub struct TurnTools {
+    exec: bool,
+    files: bool,
+    web_fetch: bool,
+    exec_policy: ExecPolicy,
+}
+
+impl TurnTools {
+    /// From `tools.*`.
+    pub fn from_config(config: &pincer_runtime::Config) -> Self {
+        use pincer_proto::v1::{ExecAsk, ExecSecurity};
+        use pincer_runtime::config::validate::{ExecAskMode, ExecSecurityLevel};
+        let security = |s: ExecSecurityLevel| match s {
+            ExecSecurityLevel::Deny => ExecSecurity::Deny,
+            ExecSecurityLevel::Allowlist => ExecSecurity::Allowlist,
+            ExecSecurityLevel::Full => ExecSecurity::Full,
+        };
+        let exec = &config.exec;
+        Self {
+            exec: exec.enabled,
+            files: config.files.enabled,
+            web_fetch: config.web_fetch.enabled,
+            exec_policy: ExecPolicy {
+                security: security(exec.security).into(),
+                ask: match exec.ask {
+                    ExecAskMode::Off => ExecAsk::Off,
+                    ExecAskMode::OnMiss => ExecAsk::OnMiss,
+                    ExecAskMode::Always => ExecAsk::Always,
+                }
+                .into(),
+                ask_fallback: security(exec.ask_fallback).into(),
+                allowlist: exec.allowlist.clone(),
+                safe_bins: exec.safe_bins,
+            },
+        }
+    }
+
+    /// The tools, network and exec policy of a turn in a group (`group`) or a DM.
+    pub fn for_turn(&self, group: bool) -> (Vec<String>, NetworkAccess, ExecPolicy) {
+        let mut tools = Vec::new();
+        if group {
+            return (tools, NetworkAccess::None, self.exec_policy.clone());
+        }
+        if self.exec {
+            tools.push("exec".to_owned());
+        }
+        if self.files {
+            tools.extend(
+                ["read_file", "write_file", "edit_file", "apply_patch", "list_dir"]
+                    .map(str::to_owned),
+            );
+        }
+        let network = if self.web_fetch {
+            tools.push("web_fetch".to_owned());
+            NetworkAccess::Egress
+        } else {
+            NetworkAccess::None
+        };
+        (tools, network, self.exec_policy.clone())
+    }
+}
+
 /// The executor-facing gRPC service.
 #[derive(Debug, Clone)]
 pub struct ExecutorLink {
     signer: GrantSigner,
+    approvals: Arc<Approvals>,
 }
 
 impl ExecutorLink {
-    /// Serves `signer`'s public key.
-    pub fn new(signer: GrantSigner) -> Self {
-        Self { signer }
+    /// Serves `signer`'s public key and approval requests against `approvals`.
+    pub fn new(signer: GrantSigner, approvals: Arc<Approvals>) -> Self {
+        Self { signer, approvals }
     }
 }
 
@@ -109,5 +194,52 @@ impl ExecutorLinkService for ExecutorLink {
         _request: tonic::Request<GetGrantKeyRequest>,
     ) -> Result<tonic::Response<GrantKey>, tonic::Status> {
         Ok(tonic::Response::new(self.signer.public()))
+    }
+
+    /// The grant is verified again here: only a live turn that may use `exec` can ask, and
+    /// the session and agent come from the grant, never from the request.
+    async fn request_approval(
+        &self,
+        request: tonic::Request<ApprovalRequest>,
+    ) -> Result<tonic::Response<ApprovalAnswer>, tonic::Status> {
+        let req = request.into_inner();
+        let claims = self
+            .signer
+            .verify(req.grant.as_ref())
+            .map_err(tonic::Status::permission_denied)?;
+        if !claims.allowed_tools.iter().any(|t| t == "exec") {
+            return Err(tonic::Status::permission_denied(
+                "the turn grant does not allow exec",
+            ));
+        }
+        if claims.expires_at_ms <= now_ms() {
+            return Err(tonic::Status::permission_denied("the turn grant has expired"));
+        }
+        let binding = Binding::from_wire(req.binding.unwrap_or_default())
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        let reason: String = req.reason.chars().take(1000).collect();
+        let requester = Requester {
+            agent_id: claims.agent_id,
+            session_key: claims.session_key,
+            turn_id: claims.turn_id,
+        };
+        let answer = self
+            .approvals
+            .request(requester, binding, reason)
+            .await
+            .map_err(|e| match e {
+                ApprovalsError::Book(b) => tonic::Status::resource_exhausted(b.to_string()),
+                ApprovalsError::Store(s) => tonic::Status::unavailable(s.to_string()),
+            })?;
+        let (outcome, id) = match answer {
+            Answer::AllowedOnce(id) => (ApprovalOutcome::AllowedOnce, id),
+            Answer::AllowedAlways(id) => (ApprovalOutcome::AllowedAlways, id),
+            Answer::Denied(id) => (ApprovalOutcome::Denied, id),
+            Answer::Pending(id) => (ApprovalOutcome::Pending, id),
+        };
+        Ok(tonic::Response::new(ApprovalAnswer {
+            outcome: outcome.into(),
+            approval_id: id.to_string(),
+        }))
     }
 }

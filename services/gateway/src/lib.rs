@@ -10,6 +10,7 @@
 //! | [`bridge_link`] | `BridgeService`: bridge replicas, leases, inbound → store → ack, deliveries |
 //! | [`agent_link`] | `GatewayService` for agents (history) and the agent client |
 //! | [`turns`] | runs queued messages as agent turns, records outcomes atomically |
+//! | [`approvals`] | exec approvals: binding, the book, waiting for the owner |
 //! | [`grants`] | the grant key, signed turn grants, `ExecutorLinkService` |
 //! | [`delivery`] | the outbox dispatcher |
 //! | [`turn_events`] | live turn updates for operator clients |
@@ -18,6 +19,7 @@
 
 pub mod access;
 pub mod agent_link;
+pub mod approvals;
 pub mod bridge_link;
 pub mod delivery;
 pub mod error;

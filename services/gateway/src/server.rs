@@ -23,7 +23,8 @@ use crate::access::pairing::PairingConfig;
 use crate::access::{AuthFailureLimiter, AuthLimitConfig, BucketConfig, KeyedBuckets};
 use crate::agent_link::{AgentApi, agent_client};
 use crate::bridge_link::{BridgeHub, BridgeLink};
-use crate::grants::{ExecutorLink, GrantSigner};
+use crate::approvals::Approvals;
+use crate::grants::{ExecutorLink, GrantSigner, TurnTools};
 use crate::operator::auth::OperatorAuth;
 use crate::operator::devices::Devices;
 use crate::operator::events::EventBus;
@@ -143,6 +144,16 @@ pub async fn run(
     let outbox_ready = Arc::new(tokio::sync::Notify::new());
 
     let grants = GrantSigner::open(&state_dir)?;
+    let bus = EventBus::default();
+    let approvals = Arc::new(
+        Approvals::open(
+            store.clone(),
+            bus.clone(),
+            config.exec.approval_timeout,
+            shutdown.clone(),
+        )
+        .await?,
+    );
     let credential = PresentCredential::new(ServiceName::Gateway, &secrets.gateway_credential)?;
     let agent =
         agent_client(&config.services.agent.url, credential).map_err(GatewayError::AgentUrl)?;
@@ -152,7 +163,7 @@ pub async fn run(
         hub: Arc::clone(&hub),
         events: Arc::clone(&events),
         agent_id: DEFAULT_AGENT_ID.to_owned(),
-        exec_enabled: config.exec.enabled,
+        tools: TurnTools::from_config(&config),
         outbox_ready: Arc::clone(&outbox_ready),
         grants: grants.clone(),
     });
@@ -193,12 +204,11 @@ pub async fn run(
             agent_auth,
         ))
         .add_service(ExecutorLinkServiceServer::with_interceptor(
-            ExecutorLink::new(grants),
+            ExecutorLink::new(grants, Arc::clone(&approvals)),
             executor_auth,
         ))
         .serve_with_incoming_shutdown(pincer_runtime::net::incoming(listeners.grpc), hub.closed());
 
-    let bus = EventBus::default();
     let devices = Devices::open(store.clone(), PairingConfig::default(), bus.clone()).await?;
     let limits = config.gateway.auth_rate_limit;
     let writes = BucketConfig {
@@ -214,6 +224,7 @@ pub async fn run(
         auto_approve_local: config.gateway.auto_approve_local_devices,
         gateway: config.gateway.clone(),
         devices: Arc::new(devices),
+        approvals,
         bus,
         challenges: Mutex::new(Challenges::default()),
         limiter: Mutex::new(AuthFailureLimiter::new(AuthLimitConfig {

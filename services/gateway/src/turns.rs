@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pincer_proto::v1::turn_event::Kind as Event;
-use pincer_proto::v1::{NetworkAccess, RunTurnRequest, WorkspaceAccess};
+use pincer_proto::v1::{RunTurnRequest, WorkspaceAccess};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_link::AgentClient;
 use crate::bridge_link::BridgeHub;
-use crate::grants::{GrantSigner, GrantSpec};
+use crate::grants::{GrantSigner, GrantSpec, TurnTools};
 use crate::routing::ChatKind;
 use crate::store::Store;
 use crate::store::db::now_ms;
@@ -44,8 +44,8 @@ pub struct TurnRunner {
     pub events: Arc<TurnEvents>,
     /// The agent id.
     pub agent_id: String,
-    /// Whether `exec` is granted (to DM and operator sessions; never to groups).
-    pub exec_enabled: bool,
+    /// Which tools, network and exec policy turns are granted (never tools to groups).
+    pub tools: TurnTools,
     /// Woken when a reply is queued.
     pub outbox_ready: Arc<tokio::sync::Notify>,
     /// Signs each turn's grant.
@@ -186,11 +186,8 @@ impl TurnRunner {
     }
 
     async fn call_agent(&self, msg: &PendingInbound, turn_id: &str, key: &str) -> Outcome {
-        let allowed_tools = if self.exec_enabled && msg.chat_kind != ChatKind::Group {
-            vec!["exec".to_owned()]
-        } else {
-            Vec::new()
-        };
+        let (allowed_tools, network, exec_policy) =
+            self.tools.for_turn(msg.chat_kind == ChatKind::Group);
         let request = RunTurnRequest {
             turn_id: turn_id.to_owned(),
             session_key: msg.session_key.as_str().to_owned(),
@@ -203,7 +200,8 @@ impl TurnRunner {
                 allowed_tools,
                 expires_at_ms: now_ms() + GRANT_TTL_MS,
                 workspace: WorkspaceAccess::ReadWrite,
-                network: NetworkAccess::None,
+                network,
+                exec_policy,
             })),
         };
         let mut agent = self.agent.clone();

@@ -64,6 +64,7 @@ pub fn plan_with_timeout(shell: &str, timeout_ms: u32) -> ValidatedExecPlan {
         command: Some(exec_request::Command::Shell(shell.into())),
         cwd: String::new(),
         timeout_ms,
+        env: Default::default(),
     })
     .validate(
         ExecLimits {

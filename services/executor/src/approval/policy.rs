@@ -44,6 +44,8 @@ pub struct ExecPolicy {
     pub security: Security,
     /// `ask`.
     pub ask: Ask,
+    /// `askFallback`: what applies when the owner was asked and did not answer in time.
+    pub ask_fallback: Security,
     /// Globs over absolute executable paths (`/usr/bin/git`, `/usr/local/bin/*`,
     /// `/opt/tools/**`): `*` matches within one path segment, `**` across segments, `?`
     /// one character.
@@ -244,6 +246,7 @@ mod tests {
         ExecPolicy {
             security,
             ask,
+            ask_fallback: Security::Deny,
             allowlist: allow.iter().map(|s| (*s).to_owned()).collect(),
             safe_bins: true,
         }

@@ -42,6 +42,8 @@ const OPERATOR_METHODS: &[(&str, &str)] = &[
     ("devices.reject", "pairing"),
     ("devices.revoke", "pairing"),
     ("devices.rotate", "pairing"),
+    ("approvals.list", "approvals"),
+    ("approvals.resolve", "approvals"),
     ("config.get", "admin"),
 ];
 

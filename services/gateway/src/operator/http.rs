@@ -43,6 +43,8 @@ pub struct OperatorState {
     pub gateway: GatewayConfig,
     /// Paired devices.
     pub devices: Arc<Devices>,
+    /// Exec approvals.
+    pub approvals: Arc<crate::approvals::Approvals>,
     /// Gateway events and kicks.
     pub bus: EventBus,
     /// Outstanding connect challenges and used nonces.

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -15,6 +16,7 @@ use super::submit::{SubmitError, SubmitStatus, submit};
 use super::ws::Outbound;
 use crate::access::pairing::{DeviceState, PairingError};
 use crate::access::{DeviceId, MethodDenied, MethodPolicy, ScopeSet};
+use crate::approvals::{ApprovalId, ApprovalsError, Decision};
 use crate::store::db::now_ms;
 use crate::store::inbound::counts as inbound_counts;
 use crate::store::outbox::counts as outbox_counts;
@@ -96,6 +98,8 @@ pub async fn call(
         "devices.approve" | "devices.reject" | "devices.revoke" | "devices.rotate" => {
             devices_change(state, session, method, params).await
         }
+        "approvals.list" => Ok(json!({ "approvals": state.approvals.list().await })),
+        "approvals.resolve" => approvals_resolve(state, session, params).await,
         other => Err((
             ErrorCode::UnknownMethod,
             format!("{other} is not available on this gateway"),
@@ -292,6 +296,48 @@ async fn devices_change(
         }
         DevicesError::Store(s) => unavailable(s),
     })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ResolveParams {
+    id: String,
+    decision: String,
+}
+
+async fn approvals_resolve(state: &OperatorState, session: &Session, params: Value) -> Answer {
+    let p: ResolveParams = parse("approvals.resolve", params)?;
+    let id = ApprovalId::parse(&p.id).ok_or_else(|| {
+        (
+            ErrorCode::InvalidRequest,
+            format!("{:?} is not an approval id (apr_ and 10 characters)", p.id),
+            None,
+        )
+    })?;
+    let decision = Decision::parse(&p.decision).ok_or_else(|| {
+        (
+            ErrorCode::InvalidRequest,
+            format!(
+                "{:?} is not a decision; use allow-once, allow-always or deny",
+                p.decision
+            ),
+            None,
+        )
+    })?;
+    let row = state
+        .approvals
+        .resolve(&id, decision)
+        .await
+        .map_err(|e| match e {
+            ApprovalsError::Book(b) => (
+                ErrorCode::InvalidRequest,
+                b.to_string(),
+                Some(json!({ "id": id.as_str() })),
+            ),
+            ApprovalsError::Store(s) => unavailable(s),
+        })?;
+    tracing::info!(approval = %id, device = %session.device_id, state = row.state.name(), "approval resolved by operator");
+    Ok(crate::approvals::service::view(&row, now_ms()))
 }
 
 async fn chat_send(id: String, params: Value, out: &Outbound, state: &Arc<OperatorState>) {

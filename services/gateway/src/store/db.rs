@@ -138,6 +138,18 @@ const MIGRATIONS: &[&str] = &[
         last_seen_ms     INTEGER
     );
     "#,
+    r#"
+    CREATE TABLE approvals (
+        id          TEXT PRIMARY KEY,
+        agent_id    TEXT NOT NULL,
+        session_key TEXT NOT NULL,
+        turn_id     TEXT NOT NULL,
+        binding     TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        state       TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The gateway's database.

@@ -7,8 +7,10 @@
 //! | [`outbox`] | `outbox`: replies to deliver, retried until a receipt |
 //! | [`transcript`] | `sessions`, `transcript` (append-only, enforced by triggers) |
 //! | [`devices`] | `devices`: paired operator devices and nodes, pending requests, token hashes |
+//! | [`approvals`] | `approvals`: exec approval requests and the owner's decisions |
 //! | [`leases`] | `leases`: which bridge replica serves a channel account, with fencing tokens |
 
+pub mod approvals;
 pub mod db;
 pub mod devices;
 pub mod inbound;

@@ -93,6 +93,16 @@ async fn start_full(
     operator: TcpListener,
     dir: Option<&std::path::Path>,
 ) -> Gateway {
+    start_custom(gateway, "{}", operator, dir).await
+}
+
+/// A gateway with `gateway` and `tools` sections, state in `dir` (or a fresh temp dir).
+pub async fn start_custom(
+    gateway: &str,
+    tools: &str,
+    operator: TcpListener,
+    dir: Option<&std::path::Path>,
+) -> Gateway {
     let agent_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let agent_addr = agent_listener.local_addr().unwrap();
     let agent_auth = RequireCaller::new(vec![(ServiceName::Gateway, Secret::new("gateway-cred"))]);
@@ -107,7 +117,7 @@ async fn start_full(
         &format!(
             r#"{{ gateway: {gateway}, services: {{ agent: {{ url: "http://{agent_addr}" }} }},
                  models: {{ providers: {{ p: {{ api: "openai-chat", baseUrl: "http://127.0.0.1:9/v1" }} }} }},
-                 agents: {{ defaults: {{ model: "p/m" }} }} }}"#
+                 agents: {{ defaults: {{ model: "p/m" }} }}, tools: {tools} }}"#
         ),
         "test",
     )

@@ -404,6 +404,65 @@ pub struct RawTools {
     /// The `exec` tool.
     #[serde(default)]
     pub exec: RawExecTool,
+    /// The workspace file tools (`read_file`, `write_file`, `edit_file`, `apply_patch`,
+    /// `list_dir`).
+    #[serde(default)]
+    pub files: RawFilesTool,
+    /// The `web_fetch` tool.
+    #[serde(default)]
+    pub web_fetch: RawWebFetchTool,
+}
+
+/// `tools.files`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawFilesTool {
+    /// Offer the file tools to the model (default true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// `tools.webFetch`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawWebFetchTool {
+    /// Offer `web_fetch` to the model (default true). Every fetch goes through the SSRF guard.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Networks exempted from the guard's block lists (CIDRs, e.g. an intranet
+    /// `10.1.2.0/24`). Default none. Metadata addresses stay blocked.
+    #[serde(default)]
+    pub allow_networks: Vec<String>,
+    /// Most bytes read of a response body (default 2097152, at most 16777216).
+    #[serde(default)]
+    pub max_bytes: Option<u32>,
+    /// Whole-fetch time limit in seconds, redirects included (default 30, at most 120).
+    #[serde(default)]
+    pub timeout_seconds: Option<u32>,
+}
+
+/// `tools.exec.security`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecSecurityLevel {
+    /// Nothing runs.
+    Deny,
+    /// Only allowlisted executables and safe bins (others per `ask`).
+    Allowlist,
+    /// Anything runs (inside the sandbox).
+    Full,
+}
+
+/// `tools.exec.ask`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecAskMode {
+    /// Never ask; what is not allowed is denied.
+    Off,
+    /// Ask the owner when the allowlist does not cover a command.
+    OnMiss,
+    /// Ask the owner for every command.
+    Always,
 }
 
 /// `tools.exec`.
@@ -419,6 +478,28 @@ pub struct RawExecTool {
     /// Most bytes kept of stdout and of stderr each (default 65536).
     #[serde(default)]
     pub max_output_bytes: Option<u32>,
+    /// `deny`, `allowlist` or `full` (default `full`: the sandbox is the boundary).
+    #[serde(default)]
+    pub security: Option<ExecSecurityLevel>,
+    /// `off` (default), `on-miss` or `always`: when the owner is asked to approve a command.
+    #[serde(default)]
+    pub ask: Option<ExecAskMode>,
+    /// What applies when the owner does not answer in time: `deny` (default), `allowlist`
+    /// or `full`.
+    #[serde(default)]
+    pub ask_fallback: Option<ExecSecurityLevel>,
+    /// Globs over resolved absolute executable paths (`/usr/bin/git`, `/usr/local/bin/*`,
+    /// `/opt/tools/**`) that run under `security: "allowlist"`.
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    /// Let stdin-only filters (`cut uniq head tail tr wc`) run without allowlist entries,
+    /// within their flag profiles (default true).
+    #[serde(default)]
+    pub safe_bins: Option<bool>,
+    /// How long an exec call waits for the owner's answer before `askFallback` applies
+    /// (default 120 s, 1 to 600). The request itself stays open 30 min.
+    #[serde(default)]
+    pub approval_timeout_seconds: Option<u32>,
 }
 
 /// `executor`.

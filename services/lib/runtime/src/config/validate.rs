@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use super::raw::{ExecAskMode, ExecSecurityLevel};
 use super::raw::{
     DmPolicy, GroupPolicy, LogFormat, ProviderApi, RawConfig, RawEndpoint, RawTelegram,
-    SandboxBackend,
+    RawWebFetchTool, SandboxBackend,
 };
+use crate::cidr::IpCidr;
 use crate::secret::SecretRef;
 
 use super::gateway::validate_gateway;
@@ -35,6 +37,10 @@ pub struct Config {
     pub telegram: Option<TelegramConfig>,
     /// The exec tool.
     pub exec: ExecToolConfig,
+    /// The file tools.
+    pub files: FilesToolConfig,
+    /// The web_fetch tool.
+    pub web_fetch: WebFetchToolConfig,
     /// The executor.
     pub executor: ExecutorConfig,
     /// Logging.
@@ -165,6 +171,38 @@ pub struct ExecToolConfig {
     pub timeout: Duration,
     /// Bytes kept of stdout and of stderr each.
     pub max_output_bytes: u32,
+    /// `security`.
+    pub security: ExecSecurityLevel,
+    /// `ask`.
+    pub ask: ExecAskMode,
+    /// `askFallback`.
+    pub ask_fallback: ExecSecurityLevel,
+    /// Allowlist globs (each absolute).
+    pub allowlist: Vec<String>,
+    /// `safeBins`.
+    pub safe_bins: bool,
+    /// How long a call waits for the owner.
+    pub approval_timeout: Duration,
+}
+
+/// `tools.files`.
+#[derive(Debug, Clone)]
+pub struct FilesToolConfig {
+    /// Offered to the model.
+    pub enabled: bool,
+}
+
+/// `tools.webFetch`.
+#[derive(Debug, Clone)]
+pub struct WebFetchToolConfig {
+    /// Offered to the model.
+    pub enabled: bool,
+    /// Networks exempted from the guard's block lists.
+    pub allow_networks: Vec<IpCidr>,
+    /// Most bytes read of a body.
+    pub max_bytes: u32,
+    /// Whole-fetch limit.
+    pub timeout: Duration,
 }
 
 /// `executor`.
@@ -331,11 +369,38 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigIssue>> {
             "use 1024 to 16777216",
         );
     }
+    for (i, glob) in exec_raw.allowlist.iter().enumerate() {
+        if !glob.starts_with('/') || glob.contains("/../") || glob.ends_with("/..") {
+            issues.add(
+                &format!("tools.exec.allowlist[{i}]"),
+                format!("{glob:?} is not an absolute path glob"),
+                "write the resolved path of the executable, e.g. \"/usr/bin/git\" or \"/usr/local/bin/*\"",
+            );
+        }
+    }
+    let approval_timeout_seconds = exec_raw.approval_timeout_seconds.unwrap_or(120);
+    if !(1..=600).contains(&approval_timeout_seconds) {
+        issues.add(
+            "tools.exec.approvalTimeoutSeconds",
+            format!("{approval_timeout_seconds} is out of range"),
+            "use 1 to 600 seconds",
+        );
+    }
     let exec = ExecToolConfig {
         enabled: exec_raw.enabled.unwrap_or(true),
         timeout: Duration::from_secs(u64::from(timeout_seconds)),
         max_output_bytes,
+        security: exec_raw.security.unwrap_or(ExecSecurityLevel::Full),
+        ask: exec_raw.ask.unwrap_or(ExecAskMode::Off),
+        ask_fallback: exec_raw.ask_fallback.unwrap_or(ExecSecurityLevel::Deny),
+        allowlist: exec_raw.allowlist.clone(),
+        safe_bins: exec_raw.safe_bins.unwrap_or(true),
+        approval_timeout: Duration::from_secs(u64::from(approval_timeout_seconds)),
     };
+    let files = FilesToolConfig {
+        enabled: raw.tools.files.enabled.unwrap_or(true),
+    };
+    let web_fetch = validate_web_fetch(&raw.tools.web_fetch, &mut issues);
 
     let executor = validate_executor(&raw, &mut issues);
 
@@ -371,6 +436,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigIssue>> {
                 agent,
                 telegram,
                 exec,
+                files,
+                web_fetch,
                 executor,
                 logging,
             })
@@ -594,6 +661,42 @@ fn validate_telegram(t: &RawTelegram, issues: &mut Issues) -> Option<TelegramCon
         groups,
         poll_timeout: Duration::from_secs(u64::from(poll)),
     })
+}
+
+fn validate_web_fetch(raw: &RawWebFetchTool, issues: &mut Issues) -> WebFetchToolConfig {
+    let mut allow_networks = Vec::new();
+    for (i, entry) in raw.allow_networks.iter().enumerate() {
+        match entry.parse::<IpCidr>() {
+            Ok(net) => allow_networks.push(net),
+            Err(e) => issues.add(
+                &format!("tools.webFetch.allowNetworks[{i}]"),
+                format!("{entry:?} is not a network: {e}"),
+                "write an address or a CIDR, e.g. \"10.1.2.0/24\"",
+            ),
+        }
+    }
+    let max_bytes = raw.max_bytes.unwrap_or(2 * 1024 * 1024);
+    if !(1024..=16 * 1024 * 1024).contains(&max_bytes) {
+        issues.add(
+            "tools.webFetch.maxBytes",
+            format!("{max_bytes} is out of range"),
+            "use 1024 to 16777216",
+        );
+    }
+    let timeout_seconds = raw.timeout_seconds.unwrap_or(30);
+    if !(1..=120).contains(&timeout_seconds) {
+        issues.add(
+            "tools.webFetch.timeoutSeconds",
+            format!("{timeout_seconds} is out of range"),
+            "use 1 to 120 seconds",
+        );
+    }
+    WebFetchToolConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        allow_networks,
+        max_bytes,
+        timeout: Duration::from_secs(u64::from(timeout_seconds)),
+    }
 }
 
 fn validate_executor(raw: &RawConfig, issues: &mut Issues) -> ExecutorConfig {
