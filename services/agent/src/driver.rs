@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 
 use crate::error::TurnFailure;
 use crate::model::{ModelClient, ModelRequest, ModelResponse, TextSink, ToolCall, ToolResult};
-use crate::tools::{EXEC_TOOL, ExecArgs, render_exec_response};
+use crate::tools::{ExecutorCall, executor_call, files, render_exec_response, web};
 use crate::turn::{Action, PlannedCall, Turn};
 
 /// The stream of events to the gateway.
@@ -33,6 +33,13 @@ pub type ExecutorClient = ExecutorServiceClient<InterceptedService<Channel, Pres
 
 /// Extra time the executor gets beyond the command's own limit before the call is dropped.
 const EXEC_GRACE: Duration = Duration::from_secs(30);
+
+/// How long a file-tool call may take on the executor.
+const FILE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long a `web_fetch` call may take: the executor's own limit (`tools.webFetch.
+/// timeoutSeconds`, at most 120 s) plus a grace.
+const WEB_FETCH_DEADLINE: Duration = Duration::from_secs(150);
 
 /// Stops waits when the gateway goes away or the agent is stopping.
 #[derive(Debug, Clone, Copy)]
@@ -167,9 +174,15 @@ impl TurnRunner {
         grant: Option<TurnGrant>,
         session_key: &str,
     ) -> ToolResult {
-        let (content, ok) = match call.name.as_str() {
-            EXEC_TOOL => self.exec(call, grant, session_key).await,
-            other => (format!("tool {other:?} cannot be run by this agent"), false),
+        let (content, ok) = match executor_call(
+            &call.name,
+            &call.arguments_json,
+            grant,
+            session_key,
+            self.exec.timeout,
+        ) {
+            Ok(request) => self.call_executor(&call.name, request).await,
+            Err(problem) => (problem, false),
         };
         ToolResult {
             call_id: call.id.clone(),
@@ -179,32 +192,75 @@ impl TurnRunner {
         }
     }
 
-    async fn exec(
-        &self,
-        call: &ToolCall,
-        grant: Option<TurnGrant>,
-        session_key: &str,
-    ) -> (String, bool) {
-        let args = match ExecArgs::parse(&call.arguments_json) {
-            Ok(args) => args,
-            Err(problem) => return (format!("invalid exec arguments: {problem}"), false),
-        };
-        let request = args.into_request(grant, session_key, self.exec.timeout);
-        let mut request_with_deadline = tonic::Request::new(request);
-        let limit = Duration::from_millis(u64::from(request_with_deadline.get_ref().timeout_ms));
-        request_with_deadline.set_timeout(limit + EXEC_GRACE);
-        let max_bytes = usize::try_from(self.exec.max_output_bytes).unwrap_or(usize::MAX);
-        match self.executor.clone().exec(request_with_deadline).await {
-            Ok(response) => render_exec_response(response.get_ref(), max_bytes),
-            Err(status) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "executor call failed");
-                let content = format!(
-                    "exec failed: the executor answered {:?}: {}",
-                    status.code(),
-                    status.message()
-                );
-                (content, false)
+    /// Sends one request to the executor and renders the answer (or its refusal) for the
+    /// model.
+    async fn call_executor(&self, tool: &str, call: ExecutorCall) -> (String, bool) {
+        let mut executor = self.executor.clone();
+        match call {
+            ExecutorCall::Exec(request) => {
+                let limit = Duration::from_millis(u64::from(request.timeout_ms));
+                let max_bytes = usize::try_from(self.exec.max_output_bytes).unwrap_or(usize::MAX);
+                let result = executor.exec(deadline(request, limit + EXEC_GRACE)).await;
+                outcome(tool, result, |r| render_exec_response(r, max_bytes))
             }
+            ExecutorCall::ReadFile(request) => {
+                let path = request.path.clone();
+                let result = executor.read_file(deadline(request, FILE_DEADLINE)).await;
+                outcome(tool, result, |r| (files::render_read(&path, r), true))
+            }
+            ExecutorCall::WriteFile(request) => {
+                let path = request.path.clone();
+                let result = executor.write_file(deadline(request, FILE_DEADLINE)).await;
+                outcome(tool, result, |r| (files::render_write(&path, r), true))
+            }
+            ExecutorCall::EditFile(request) => {
+                let path = request.path.clone();
+                let result = executor.edit_file(deadline(request, FILE_DEADLINE)).await;
+                outcome(tool, result, |r| (files::render_edit(&path, r), true))
+            }
+            ExecutorCall::ApplyPatch(request) => {
+                let result = executor.apply_patch(deadline(request, FILE_DEADLINE)).await;
+                outcome(tool, result, |r| (files::render_patch(r), true))
+            }
+            ExecutorCall::ListDir(request) => {
+                let path = request.path.clone();
+                let result = executor.list_dir(deadline(request, FILE_DEADLINE)).await;
+                outcome(tool, result, |r| (files::render_list(&path, r), true))
+            }
+            ExecutorCall::WebFetch(request) => {
+                let result = executor
+                    .web_fetch(deadline(request, WEB_FETCH_DEADLINE))
+                    .await;
+                outcome(tool, result, web::render)
+            }
+        }
+    }
+}
+
+/// `request` with a gRPC deadline.
+fn deadline<T>(request: T, limit: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(request);
+    request.set_timeout(limit);
+    request
+}
+
+/// The executor's answer rendered for the model; a refusal or failure becomes an error
+/// result the model can read and act on.
+fn outcome<R>(
+    tool: &str,
+    result: Result<tonic::Response<R>, Status>,
+    render: impl FnOnce(&R) -> (String, bool),
+) -> (String, bool) {
+    match result {
+        Ok(response) => render(response.get_ref()),
+        Err(status) => {
+            tracing::warn!(tool, code = ?status.code(), message = status.message(), "executor call failed");
+            let content = format!(
+                "{tool} failed: the executor answered {:?}: {}",
+                status.code(),
+                status.message()
+            );
+            (content, false)
         }
     }
 }

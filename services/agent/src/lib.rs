@@ -8,7 +8,7 @@
 //! | [`service`] | the `AgentService` gRPC implementation (request checks, history) |
 //! | [`driver`] | the async shell: model calls, executor calls, events, cancellation |
 //! | [`turn`] | the turn loop as a pure state machine |
-//! | [`tools`] | which tools a turn gets; the `exec` tool's arguments and output |
+//! | [`tools`] | which tools a turn gets; each tool's definition, arguments and output |
 //! | [`model`] | provider-neutral request/response types and the [`ModelClient`] trait |
 //! | [`providers`] | OpenAI Chat Completions and Anthropic Messages clients, retries, SSE |
 //! | [`error`] | [`AgentError`], [`TurnFailure`] and their gRPC statuses |

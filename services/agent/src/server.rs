@@ -18,6 +18,7 @@ use crate::driver::TurnRunner;
 use crate::error::AgentError;
 use crate::providers::{ProviderSettings, RetryPolicy, model_client};
 use crate::service::{AgentGrpc, AgentShared};
+use crate::tools::ToolSwitches;
 
 /// The secrets the agent uses, resolved. Nothing else is ever resolved by the agent.
 #[derive(Debug, Clone)]
@@ -120,7 +121,7 @@ impl Agent {
         );
         let shared = AgentShared {
             agent: config.agent.clone(),
-            exec_enabled: config.exec.enabled,
+            tools: ToolSwitches::from_config(config),
             runner: TurnRunner {
                 model,
                 executor,

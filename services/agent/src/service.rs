@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::driver::{Guard, TurnRunner};
 use crate::error::TurnFailure;
 use crate::model::StreamMode;
-use crate::tools::offered_tools;
+use crate::tools::{ToolSwitches, offered_tools};
 use crate::turn::{HistoryMessage, HistoryRole, Turn, TurnSetup};
 
 /// The gateway client, presenting the agent's credential.
@@ -37,8 +37,8 @@ const HISTORY_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct AgentShared {
     /// `agents.defaults`.
     pub agent: AgentConfig,
-    /// `tools.exec.enabled`.
-    pub exec_enabled: bool,
+    /// `tools.exec.enabled`, `tools.files.enabled`, `tools.webFetch.enabled`.
+    pub tools: ToolSwitches,
     /// Model and executor access.
     pub runner: TurnRunner,
     /// The gateway.
@@ -105,7 +105,7 @@ impl AgentShared {
         let history = guard.run(self.history(&request)).await??;
         let setup = TurnSetup {
             system_prompt: self.agent.system_prompt.clone(),
-            tools: offered_tools(self.exec_enabled, request.grant.as_ref()),
+            tools: offered_tools(self.tools, request.grant.as_ref()),
             max_iterations: self.agent.max_iterations,
             max_tokens: self.agent.max_tokens,
             stream: if self.agent.stream {

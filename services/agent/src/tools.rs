@@ -1,155 +1,131 @@
-//! The tools the agent offers, as pure functions: which tools a turn gets, the `exec`
-//! tool's definition, parsing its arguments into an [`ExecRequest`], and rendering the
-//! executor's answer for the model.
+//! The tools the agent offers, as pure functions: which tools a turn gets
+//! ([`offered_tools`]), each tool's definition, parsing the model's arguments into an
+//! executor request ([`executor_call`]), and rendering the executor's answers.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`exec`] | `exec` |
+//! | [`files`] | `read_file`, `write_file`, `edit_file`, `apply_patch`, `list_dir` |
+//! | [`web`] | `web_fetch` |
+//! | `args` | strict JSON argument parsing shared by the tools |
+
+mod args;
+pub mod exec;
+pub mod files;
+pub mod web;
 
 use std::time::Duration;
 
-use pincer_proto::v1::{ExecRequest, ExecResponse, GrantClaims, TurnGrant, exec_request};
+use pincer_proto::v1::{
+    ApplyPatchRequest, EditFileRequest, ExecRequest, GrantClaims, ListDirRequest, ReadFileRequest,
+    TurnGrant, WebFetchRequest, WriteFileRequest,
+};
+use pincer_runtime::Config;
 use prost::Message;
-use serde_json::{Value, json};
+
+pub use exec::{EXEC_TOOL, ExecArgs, MAX_EXEC_TIMEOUT, exec_definition, render_exec_response};
+pub use web::WEB_FETCH_TOOL;
 
 use crate::model::ToolDefinition;
 
-/// The shell tool's name (also the name the grant must allow).
-pub const EXEC_TOOL: &str = "exec";
+/// Which tools the config enables (`tools.exec.enabled`, `tools.files.enabled`,
+/// `tools.webFetch.enabled`). A tool is offered only when enabled here **and** listed in
+/// the turn's grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ToolSwitches {
+    /// `exec`.
+    pub exec: bool,
+    /// The five file tools.
+    pub files: bool,
+    /// `web_fetch`.
+    pub web_fetch: bool,
+}
 
-/// Longest wall-clock limit the model may ask for.
-pub const MAX_EXEC_TIMEOUT: Duration = Duration::from_secs(600);
+impl ToolSwitches {
+    /// The switches in `config`.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            exec: config.exec.enabled,
+            files: config.files.enabled,
+            web_fetch: config.web_fetch.enabled,
+        }
+    }
+}
 
-/// The tools offered in a turn: `exec` only when it is enabled in the config and the
-/// gateway's grant lists it. The agent reads the grant's claims without verifying them:
-/// it only decides what to offer the model; the executor verifies the signature on every
-/// call, so an altered grant gains nothing.
-pub fn offered_tools(exec_enabled: bool, grant: Option<&TurnGrant>) -> Vec<ToolDefinition> {
-    let allowed = grant
+/// The tools offered in a turn: those the config enables and the gateway's grant lists.
+/// The agent reads the grant's claims without verifying them: it only decides what to
+/// offer the model; the executor verifies the signature on every call, so an altered
+/// grant gains nothing.
+pub fn offered_tools(switches: ToolSwitches, grant: Option<&TurnGrant>) -> Vec<ToolDefinition> {
+    let granted = grant
         .and_then(|g| GrantClaims::decode(g.claims.as_slice()).ok())
-        .is_some_and(|c| c.allowed_tools.iter().any(|t| t == EXEC_TOOL));
-    if exec_enabled && allowed {
-        vec![exec_definition()]
-    } else {
-        Vec::new()
+        .map(|c| c.allowed_tools)
+        .unwrap_or_default();
+    let mut all = Vec::new();
+    if switches.exec {
+        all.push(exec_definition());
     }
-}
-
-/// The `exec` tool as the model sees it.
-pub fn exec_definition() -> ToolDefinition {
-    ToolDefinition {
-        name: EXEC_TOOL.to_owned(),
-        description: "Run a shell command (/bin/sh -c) in the sandbox. The working directory is \
-                      your workspace. Returns the exit code, stdout and stderr."
-            .to_owned(),
-        parameters: json!({
-            "type": "object",
-            "properties": {
-                "command": {"type": "string", "description": "The shell command line to run."},
-                "timeout_seconds": {
-                    "type": "integer", "minimum": 1, "maximum": MAX_EXEC_TIMEOUT.as_secs(),
-                    "description": "Wall-clock limit in seconds (optional)."
-                }
-            },
-            "required": ["command"],
-            "additionalProperties": false
-        }),
+    if switches.files {
+        all.extend(files::definitions());
     }
+    if switches.web_fetch {
+        all.push(web::definition());
+    }
+    all.retain(|d| granted.contains(&d.name));
+    all
 }
 
-/// The `exec` tool's arguments, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecArgs {
-    /// The shell line.
-    pub command: String,
-    /// The limit the model asked for.
-    pub timeout: Option<Duration>,
+/// A tool call turned into the executor request that runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecutorCall {
+    /// `exec`.
+    Exec(ExecRequest),
+    /// `read_file`.
+    ReadFile(ReadFileRequest),
+    /// `write_file`.
+    WriteFile(WriteFileRequest),
+    /// `edit_file`.
+    EditFile(EditFileRequest),
+    /// `apply_patch`.
+    ApplyPatch(ApplyPatchRequest),
+    /// `list_dir`.
+    ListDir(ListDirRequest),
+    /// `web_fetch`.
+    WebFetch(WebFetchRequest),
 }
 
-impl ExecArgs {
-    /// Parses the model's JSON; the error is shown to the model so it can correct itself.
-    pub fn parse(arguments_json: &str) -> Result<Self, String> {
-        let value: Value = serde_json::from_str(arguments_json).map_err(|e| {
-            format!("the arguments are not valid JSON ({e}); send {{\"command\": \"...\"}}")
-        })?;
-        let Value::Object(map) = value else {
-            return Err("the arguments must be a JSON object: {\"command\": \"...\"}".to_owned());
-        };
-        if let Some(key) = map
-            .keys()
-            .find(|k| !matches!(k.as_str(), "command" | "timeout_seconds"))
-        {
-            return Err(format!(
-                "unknown argument {key:?}; exec takes only \"command\" and \"timeout_seconds\""
-            ));
-        }
-        let command = match map.get("command") {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-            Some(Value::String(_)) => return Err("\"command\" is empty".to_owned()),
-            Some(_) => return Err("\"command\" must be a string".to_owned()),
-            None => return Err("\"command\" is missing".to_owned()),
-        };
-        let timeout = match map.get("timeout_seconds") {
-            None | Some(Value::Null) => None,
-            Some(v) => {
-                let max = MAX_EXEC_TIMEOUT.as_secs();
-                match v.as_f64() {
-                    Some(s) if (1.0..=max as f64).contains(&s) => Some(Duration::from_secs_f64(s)),
-                    _ => {
-                        return Err(format!(
-                            "\"timeout_seconds\" must be a number from 1 to {max}"
-                        ));
-                    }
-                }
+/// Parses the model's arguments for tool `name` into the executor request, forwarding
+/// the grant untouched. The error is shown to the model so it can correct itself.
+pub fn executor_call(
+    name: &str,
+    arguments_json: &str,
+    grant: Option<TurnGrant>,
+    session_key: &str,
+    exec_timeout: Duration,
+) -> Result<ExecutorCall, String> {
+    let call =
+        match name {
+            EXEC_TOOL => ExecArgs::parse(arguments_json)
+                .map(|a| ExecutorCall::Exec(a.into_request(grant, session_key, exec_timeout))),
+            files::READ_FILE_TOOL => {
+                files::read_request(arguments_json, grant, session_key).map(ExecutorCall::ReadFile)
             }
+            files::WRITE_FILE_TOOL => files::write_request(arguments_json, grant, session_key)
+                .map(ExecutorCall::WriteFile),
+            files::EDIT_FILE_TOOL => {
+                files::edit_request(arguments_json, grant, session_key).map(ExecutorCall::EditFile)
+            }
+            files::APPLY_PATCH_TOOL => files::patch_request(arguments_json, grant, session_key)
+                .map(ExecutorCall::ApplyPatch),
+            files::LIST_DIR_TOOL => {
+                files::list_request(arguments_json, grant, session_key).map(ExecutorCall::ListDir)
+            }
+            WEB_FETCH_TOOL => {
+                web::request(arguments_json, grant, session_key).map(ExecutorCall::WebFetch)
+            }
+            other => return Err(format!("tool {other:?} cannot be run by this agent")),
         };
-        Ok(Self { command, timeout })
-    }
-
-    /// The executor request for `session_key`; the grant is forwarded untouched.
-    pub fn into_request(
-        self,
-        grant: Option<TurnGrant>,
-        session_key: &str,
-        default_timeout: Duration,
-    ) -> ExecRequest {
-        let timeout = self
-            .timeout
-            .unwrap_or(default_timeout)
-            .min(MAX_EXEC_TIMEOUT);
-        ExecRequest {
-            grant,
-            session_key: session_key.to_owned(),
-            command: Some(exec_request::Command::Shell(self.command)),
-            cwd: String::new(),
-            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
-        }
-    }
-}
-
-/// What the model is shown for an executor answer, and whether the command succeeded.
-pub fn render_exec_response(response: &ExecResponse, max_bytes: usize) -> (String, bool) {
-    let mut out = format!(
-        "exit code: {} ({} ms)\n",
-        response.exit_code, response.duration_ms
-    );
-    for (name, bytes) in [("stdout", &response.stdout), ("stderr", &response.stderr)] {
-        if bytes.is_empty() {
-            continue;
-        }
-        out.push_str(&format!("--- {name} ---\n"));
-        out.push_str(&capped(&String::from_utf8_lossy(bytes), max_bytes));
-        if !out.ends_with('\n') {
-            out.push('\n');
-        }
-    }
-    if response.stdout.is_empty() && response.stderr.is_empty() {
-        out.push_str("(no output)\n");
-    }
-    if response.output_truncated {
-        out.push_str("note: the executor cut the output at its size limit\n");
-    }
-    if response.timed_out {
-        out.push_str("note: the command timed out and was killed\n");
-    }
-    let ok = response.exit_code == 0 && !response.timed_out;
-    (out, ok)
+    call.map_err(|problem| format!("invalid {name} arguments: {problem}"))
 }
 
 /// `text` cut to at most `max_bytes` (on a character boundary), saying how much was left out.
@@ -188,73 +164,100 @@ mod tests {
         }
     }
 
-    #[test]
-    fn exec_is_offered_only_when_enabled_and_granted() {
-        assert_eq!(offered_tools(true, Some(&grant(&["exec"]))).len(), 1);
-        assert!(offered_tools(false, Some(&grant(&["exec"]))).is_empty());
-        assert!(offered_tools(true, Some(&grant(&["read_file"]))).is_empty());
-        assert!(offered_tools(true, None).is_empty());
+    const ALL_ON: ToolSwitches = ToolSwitches {
+        exec: true,
+        files: true,
+        web_fetch: true,
+    };
+
+    fn names(tools: Vec<ToolDefinition>) -> Vec<String> {
+        tools.into_iter().map(|t| t.name).collect()
     }
 
     #[test]
-    fn parses_exec_arguments() {
+    fn a_tool_is_offered_only_when_enabled_and_granted() {
+        let every = [
+            "exec",
+            "read_file",
+            "write_file",
+            "edit_file",
+            "apply_patch",
+            "list_dir",
+            "web_fetch",
+        ];
+        assert_eq!(names(offered_tools(ALL_ON, Some(&grant(&every)))), every);
         assert_eq!(
-            ExecArgs::parse(r#"{"command":"ls -la","timeout_seconds":5}"#),
-            Ok(ExecArgs {
-                command: "ls -la".into(),
-                timeout: Some(Duration::from_secs(5))
-            })
+            names(offered_tools(
+                ALL_ON,
+                Some(&grant(&["read_file", "web_fetch", "browser"]))
+            )),
+            ["read_file", "web_fetch"]
         );
-        for bad in [
-            "nope",
-            "[]",
-            "{}",
-            r#"{"command":""}"#,
-            r#"{"command":3}"#,
-            r#"{"command":"ls","timeout_seconds":0}"#,
-            r#"{"command":"ls","timeout_seconds":9999}"#,
-            r#"{"command":"ls","cwd":"/"}"#,
-        ] {
-            assert!(ExecArgs::parse(bad).is_err(), "{bad}");
+        let no_files = ToolSwitches {
+            files: false,
+            ..ALL_ON
+        };
+        assert_eq!(
+            names(offered_tools(no_files, Some(&grant(&every)))),
+            ["exec", "web_fetch"]
+        );
+        let no_web = ToolSwitches {
+            web_fetch: false,
+            exec: false,
+            ..ALL_ON
+        };
+        assert_eq!(
+            names(offered_tools(
+                no_web,
+                Some(&grant(&["exec", "web_fetch", "list_dir"]))
+            )),
+            ["list_dir"]
+        );
+        assert!(offered_tools(ALL_ON, None).is_empty());
+        assert!(offered_tools(ToolSwitches::default(), Some(&grant(&every))).is_empty());
+        // Definitions are strict objects the providers accept.
+        for d in offered_tools(ALL_ON, Some(&grant(&every))) {
+            assert_eq!(d.parameters["type"], "object", "{}", d.name);
+            assert_eq!(d.parameters["additionalProperties"], false, "{}", d.name);
+            assert!(!d.description.is_empty());
         }
     }
 
     #[test]
-    fn builds_the_request_with_the_grant_untouched() {
-        let g = grant(&["exec"]);
-        let req = ExecArgs::parse(r#"{"command":"echo hi"}"#)
-            .unwrap()
-            .into_request(Some(g.clone()), "s", Duration::from_secs(30));
-        assert_eq!(req.grant, Some(g));
-        assert_eq!(
-            req.command,
-            Some(exec_request::Command::Shell("echo hi".into()))
-        );
-        assert_eq!(req.timeout_ms, 30_000);
+    fn builds_executor_calls_with_the_grant_untouched() {
+        let g = grant(&["read_file"]);
+        let call = executor_call(
+            "read_file",
+            r#"{"path":"notes.md"}"#,
+            Some(g.clone()),
+            "s",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let ExecutorCall::ReadFile(req) = call else {
+            panic!("{call:?}")
+        };
+        assert_eq!((req.grant, req.path.as_str()), (Some(g), "notes.md"));
+        let err =
+            executor_call("write_file", r#"{"path":"a"}"#, None, "s", Duration::ZERO).unwrap_err();
+        assert!(err.starts_with("invalid write_file arguments: "), "{err}");
+        let err = executor_call("browser", "{}", None, "s", Duration::ZERO).unwrap_err();
+        assert!(err.contains("cannot be run"), "{err}");
+        assert!(matches!(
+            executor_call(
+                "web_fetch",
+                r#"{"url":"https://a.example/"}"#,
+                None,
+                "s",
+                Duration::ZERO
+            ),
+            Ok(ExecutorCall::WebFetch(_))
+        ));
     }
 
     #[test]
-    fn renders_results_with_notes_and_caps() {
-        let response = ExecResponse {
-            exit_code: 2,
-            stdout: "é".repeat(10).into_bytes(),
-            stderr: b"boom\n".to_vec(),
-            timed_out: true,
-            output_truncated: true,
-            duration_ms: 7,
-        };
-        let (text, ok) = render_exec_response(&response, 5);
-        assert!(!ok);
-        assert!(
-            text.starts_with(
-                "exit code: 2 (7 ms)\n--- stdout ---\néé\n[… 16 more bytes not shown]"
-            )
-        );
-        assert!(text.contains("--- stderr ---\nboom\n"));
-        assert!(text.contains("timed out"));
-        assert!(text.contains("cut the output"));
-        let (text, ok) = render_exec_response(&ExecResponse::default(), 100);
-        assert!(ok);
-        assert!(text.contains("(no output)"));
+    fn caps_on_a_character_boundary() {
+        assert_eq!(capped("héllo", 2), "h\n[… 5 more bytes not shown]\n");
+        assert_eq!(capped("hi", 5), "hi");
     }
 }

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use pincer_proto::v1::agent_service_client::AgentServiceClient;
 use pincer_proto::v1::{
-    ExecResponse, HistoryEntry, HistoryRole, RunTurnRequest, TurnEvent, TurnGrant, exec_request,
-    turn_event::Kind,
+    ExecResponse, HistoryEntry, HistoryRole, ReadFileResponse, RunTurnRequest, TurnEvent,
+    TurnGrant, exec_request, turn_event::Kind,
 };
 use pincer_runtime::Secret;
 use pincer_runtime::service_auth::{PresentCredential, ServiceName};
 use serde_json::json;
 use support::llm::{Reply, ScriptedLlm, openai_exec_stream, openai_text_stream};
-use support::peers::{self, FakeExecutor, FakeGateway, GATEWAY_SECRET, RunningAgent};
+use support::peers::{self, FakeExecutor, FakeGateway, GATEWAY_SECRET, RunningAgent, ToolRequest};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -27,6 +27,16 @@ struct Stack {
 }
 
 async fn stack(replies: Vec<Reply>, executor: FakeExecutor, stream: bool) -> Stack {
+    stack_with_tools(replies, executor, stream, "exec: { timeoutSeconds: 20 }").await
+}
+
+/// [`stack`] with `tools` as the body of the config's `tools` object.
+async fn stack_with_tools(
+    replies: Vec<Reply>,
+    executor: FakeExecutor,
+    stream: bool,
+    tools: &str,
+) -> Stack {
     let llm = ScriptedLlm::start(replies).await;
     let gateway = FakeGateway {
         entries: vec![
@@ -45,7 +55,8 @@ async fn stack(replies: Vec<Reply>, executor: FakeExecutor, stream: bool) -> Sta
     };
     let gateway_addr = gateway.clone().start().await;
     let executor_addr = executor.clone().start().await;
-    let config = peers::config(&llm.base_url(), gateway_addr, executor_addr, stream);
+    let config =
+        peers::config_with_tools(&llm.base_url(), gateway_addr, executor_addr, stream, tools);
     let agent = peers::start_agent(&config).await;
     Stack {
         llm,
@@ -288,8 +299,9 @@ async fn a_grant_without_exec_never_offers_or_runs_it() {
     };
     assert_eq!(last.text, "I cannot run commands here.");
     let calls = s.llm.requests();
+    // Only what the grant lists is offered: read_file, never exec.
     assert!(
-        calls.iter().all(|c| c.body.get("tools").is_none()),
+        calls.iter().all(|c| offered(&c.body) == ["read_file"]),
         "exec was offered"
     );
     assert!(
@@ -397,4 +409,227 @@ async fn shutdown_waits_for_a_running_turn() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// An OpenAI Chat Completions answer (not streamed) calling `calls` = (id, tool, arguments).
+fn tool_calls(calls: &[(&str, &str, &str)]) -> Reply {
+    let calls: Vec<serde_json::Value> = calls
+        .iter()
+        .map(|(id, name, args)| {
+            json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}})
+        })
+        .collect();
+    Reply::ok(json!({
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, "tool_calls": calls}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1}
+    }))
+}
+
+fn answer(text: &str) -> Reply {
+    Reply::ok(json!({
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1}
+    }))
+}
+
+fn tool_results(events: &[Kind]) -> Vec<pincer_proto::v1::ToolCallFinished> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Kind::ToolResult(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn offered(body: &serde_json::Value) -> Vec<String> {
+    body["tools"]
+        .as_array()
+        .map(|tools| {
+            tools
+                .iter()
+                .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn file_tools_are_offered_and_dispatched_with_the_grant() {
+    let executor = FakeExecutor {
+        read_file: ReadFileResponse {
+            content: b"remember the milk\n".to_vec(),
+            total_bytes: 18,
+            next_offset: 18,
+            ..ReadFileResponse::default()
+        },
+        ..FakeExecutor::default()
+    };
+    let s = stack(
+        vec![
+            tool_calls(&[
+                ("call_r", "read_file", r#"{"path":"notes.md"}"#),
+                (
+                    "call_bad",
+                    "read_file",
+                    r#"{"path":"notes.md","encoding":"utf8"}"#,
+                ),
+            ]),
+            tool_calls(&[(
+                "call_w",
+                "write_file",
+                r#"{"path":"out/todo.md","content":"- milk\n"}"#,
+            )]),
+            answer("Saved your todo."),
+        ],
+        executor,
+        false,
+    )
+    .await;
+    let mut client = gateway_client(&s.agent.url, GATEWAY_SECRET).await;
+    let g = grant(&["read_file", "write_file", "list_dir"]);
+    let mut stream = client
+        .run_turn(run_request(g.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let events = collect(&mut stream).await.unwrap();
+    let results = tool_results(&events);
+    assert_eq!(results.len(), 3, "{events:?}");
+    assert!(results[0].ok);
+    assert!(
+        results[0]
+            .content
+            .contains("notes.md (18 bytes)\nremember the milk"),
+        "{}",
+        results[0].content
+    );
+    // Bad arguments never reach the executor; the model is told what to fix.
+    assert!(!results[1].ok);
+    assert!(
+        results[1].content.contains("unknown argument \"encoding\""),
+        "{}",
+        results[1].content
+    );
+    assert!(results[2].ok, "{}", results[2].content);
+    assert!(results[2].content.contains("created out/todo.md"));
+    let Some(Kind::Final(last)) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(last.text, "Saved your todo.");
+
+    let received = s.executor.tool_requests.lock().unwrap().clone();
+    assert_eq!(received.len(), 2, "{received:?}");
+    let ToolRequest::ReadFile(read) = &received[0] else {
+        panic!("{received:?}")
+    };
+    assert_eq!(read.grant, Some(g.clone()));
+    assert_eq!(
+        (read.session_key.as_str(), read.path.as_str()),
+        ("main", "notes.md")
+    );
+    assert_eq!(read.limit, 65_536);
+    let ToolRequest::WriteFile(write) = &received[1] else {
+        panic!("{received:?}")
+    };
+    assert_eq!(write.grant, Some(g));
+    assert_eq!(write.content, b"- milk\n");
+    assert!(write.create_parents);
+    assert!(
+        s.executor.requests.lock().unwrap().is_empty(),
+        "exec was run"
+    );
+
+    // Offered: the granted file tools only, with strict schemas.
+    let calls = s.llm.requests();
+    assert_eq!(
+        offered(&calls[0].body),
+        ["read_file", "write_file", "list_dir"]
+    );
+    assert_eq!(
+        calls[0].body["tools"][0]["function"]["parameters"]["additionalProperties"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn an_executor_refusal_is_a_tool_result_the_model_reads() {
+    let executor = FakeExecutor {
+        web_refusal: Some("web_fetch: blocked: 127.0.0.1 is loopback, in 127.0.0.0/8".into()),
+        ..FakeExecutor::default()
+    };
+    let s = stack(
+        vec![
+            tool_calls(&[("call_1", "web_fetch", r#"{"url":"http://127.0.0.1/"}"#)]),
+            answer("That address is not reachable."),
+        ],
+        executor,
+        false,
+    )
+    .await;
+    let mut client = gateway_client(&s.agent.url, GATEWAY_SECRET).await;
+    let mut stream = client
+        .run_turn(run_request(grant(&["web_fetch"])))
+        .await
+        .unwrap()
+        .into_inner();
+    let events = collect(&mut stream).await.unwrap();
+    let results = tool_results(&events);
+    assert_eq!(results.len(), 1);
+    assert!(!results[0].ok);
+    assert!(
+        results[0]
+            .content
+            .contains("PermissionDenied: web_fetch: blocked: 127.0.0.1 is loopback"),
+        "{}",
+        results[0].content
+    );
+    let calls = s.llm.requests();
+    assert_eq!(offered(&calls[0].body), ["web_fetch"]);
+    let tool_message = calls[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(tool_message["tool_call_id"], "call_1");
+    assert!(
+        tool_message["content"]
+            .as_str()
+            .unwrap()
+            .contains("loopback")
+    );
+    let received = s.executor.tool_requests.lock().unwrap().clone();
+    let [ToolRequest::WebFetch(fetch)] = received.as_slice() else {
+        panic!("{received:?}")
+    };
+    assert_eq!(fetch.url, "http://127.0.0.1/");
+}
+
+#[tokio::test]
+async fn tools_disabled_in_the_config_are_not_offered_whatever_the_grant() {
+    let s = stack_with_tools(
+        vec![answer("ok")],
+        FakeExecutor::default(),
+        false,
+        "files: { enabled: false }, webFetch: { enabled: false }",
+    )
+    .await;
+    let mut client = gateway_client(&s.agent.url, GATEWAY_SECRET).await;
+    let every = [
+        "exec",
+        "read_file",
+        "write_file",
+        "edit_file",
+        "apply_patch",
+        "list_dir",
+        "web_fetch",
+    ];
+    let mut stream = client
+        .run_turn(run_request(grant(&every)))
+        .await
+        .unwrap()
+        .into_inner();
+    collect(&mut stream).await.unwrap();
+    assert_eq!(offered(&s.llm.requests()[0].body), ["exec"]);
 }

@@ -2,19 +2,34 @@
 //! (same profile, limits and enforcement), prints its output and exits with its status;
 //! `pincer sandbox explain` reports what this host lets the jail enforce.
 //!
-//! Exit status of `exec`: the command's own code; 128+N when signal N killed it; 124 on
-//! timeout; 127 when the program could not be executed; 125 when the sandbox refused or
-//! failed to set up (the command did not run).
+//! Backends: the jail (`pincer-jail` on this host) and Docker (the executor's own Docker
+//! backend: the request goes through the executor's plan validation and runs in one
+//! throwaway container with the executor's posture and seccomp profile; the image comes
+//! from `--image`, the engine from `DOCKER_HOST` or the local socket).
+//!
+//! Exit status of `exec`, for both backends: the command's own code; 128+N when signal N
+//! killed it; 124 on timeout; 127 when the program could not be executed; 125 when the
+//! sandbox refused or failed to set up (the command did not run).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
+use pincer_executor::grant::{StaticKeys, sign_claims};
+use pincer_executor::workspace::PreparedWorkspace;
+use pincer_executor::{
+    DockerBackend, DockerSettings, ExecLimits, ExecOutcome, ExecPlan, ExecutorError, Sandbox,
+    SandboxUser, SystemClock, ValidatedExecPlan,
+};
 use pincer_jail::{
     Access, ExitStatus, HostSupport, Jail, JailError, JailOutcome, JailProfile, JailUser,
     Workspace, WorkspaceDir,
+};
+use pincer_proto::v1::{
+    Argv, ExecRequest, GrantClaims, NetworkAccess, WorkspaceAccess, exec_request,
 };
 
 use crate::CliError;
@@ -25,6 +40,20 @@ pub const EXIT_SANDBOX_FAILED: u8 = 125;
 pub const EXIT_NOT_EXECUTABLE: u8 = 127;
 /// Exit status on timeout.
 pub const EXIT_TIMED_OUT: u8 = 124;
+/// Exit status for a usage error (as clap's).
+pub const EXIT_USAGE: u8 = 2;
+
+/// The Docker backend's defaults, the same as the executor's (`executor.docker.image`,
+/// `memoryMb`, `pidsLimit`, `cpus`).
+pub const DOCKER_IMAGE: &str = "pincer-sandbox:latest";
+/// Memory (and memory+swap) limit of a Docker sandbox, in bytes (`memoryMb` 512).
+pub const DOCKER_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
+/// Process limit of a Docker sandbox (`pidsLimit` 128).
+pub const DOCKER_PIDS_LIMIT: u32 = 128;
+/// CPU limit of a Docker sandbox in nano-CPUs (`cpus` 1.0).
+pub const DOCKER_NANO_CPUS: u64 = 1_000_000_000;
+/// Bytes of stdout and of stderr kept (as the jail path).
+pub const OUTPUT_CAP: usize = 64 * 1024;
 
 /// `pincer sandbox`.
 #[derive(Debug, Clone, Subcommand)]
@@ -57,6 +86,10 @@ pub struct SandboxExecArgs {
     /// Wall-clock timeout in seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// Sandbox image (Docker backend only; default pincer-sandbox:latest, built by
+    /// images/sandbox/build.sh).
+    #[arg(long)]
+    pub image: Option<String>,
     /// The command and its arguments, after `--`.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -67,7 +100,8 @@ pub struct SandboxExecArgs {
 pub enum Backend {
     /// Landlock + seccomp + rlimits + dropped uid (+ namespaces where allowed); no Docker.
     Jail,
-    /// A throwaway container (run by the executor; not from the CLI yet).
+    /// A throwaway container with the executor's posture (needs a Docker engine and the
+    /// sandbox image).
     Docker,
 }
 
@@ -102,14 +136,15 @@ pub async fn run(command: SandboxCommand) -> Result<ExitCode, CliError> {
 }
 
 async fn exec(args: SandboxExecArgs) -> Result<ExitCode, CliError> {
-    if args.backend == Backend::Docker {
-        eprintln!(
-            "pincer: the docker backend is not available from the CLI yet; use --backend jail \
-             (the executor runs Docker sandboxes)"
-        );
-        return Ok(ExitCode::from(EXIT_SANDBOX_FAILED));
-    }
     let NetworkArg::None = args.network;
+    match args.backend {
+        Backend::Docker => return exec_docker(args).await,
+        Backend::Jail if args.image.is_some() => {
+            eprintln!("pincer: --image is for --backend docker");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+        Backend::Jail => {}
+    }
     let profile = match profile(&args) {
         Ok(p) => p,
         Err(e) => {
@@ -203,4 +238,248 @@ fn report(result: Result<JailOutcome, JailError>) -> ExitCode {
             ExitCode::from(EXIT_TIMED_OUT)
         }
     }
+}
+
+// ---------- Docker ----------
+
+/// The session, turn and agent the CLI's one-off grant names.
+const CLI_SESSION: &str = "cli:sandbox-exec";
+const CLI_AGENT: &str = "cli";
+
+/// Runs the command through the executor's Docker backend.
+async fn exec_docker(args: SandboxExecArgs) -> Result<ExitCode, CliError> {
+    let user = SandboxUser::for_this_process();
+    let (plan, workspace, _temporary) = match docker_call(&args, user) {
+        Ok(call) => call,
+        Err(message) => {
+            eprintln!("pincer: {message}");
+            return Ok(ExitCode::from(EXIT_SANDBOX_FAILED));
+        }
+    };
+    if args.workspace.is_some() && !plan.workspace_read_only() {
+        warn_if_not_owned(&workspace.agent_dir, user.uid, user.gid);
+    }
+    let backend = DockerBackend::new(docker_settings(&args, user));
+    let result = backend.run(plan, workspace).await;
+    // `_temporary` (the private workspace, if any) is removed when this returns.
+    Ok(report_docker(result))
+}
+
+/// The executor's settings for one CLI call: its defaults, `--image`, `DOCKER_HOST`.
+fn docker_settings(args: &SandboxExecArgs, user: SandboxUser) -> DockerSettings {
+    DockerSettings {
+        host: std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()),
+        image: args
+            .image
+            .clone()
+            .unwrap_or_else(|| DOCKER_IMAGE.to_owned()),
+        memory_bytes: DOCKER_MEMORY_BYTES,
+        pids_limit: DOCKER_PIDS_LIMIT,
+        nano_cpus: DOCKER_NANO_CPUS,
+        host_workspace_root: None,
+        user,
+        max_output_bytes: OUTPUT_CAP,
+    }
+}
+
+/// A private workspace for a call without `--workspace`, removed on drop.
+struct TemporaryWorkspace(PathBuf);
+
+impl Drop for TemporaryWorkspace {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            eprintln!(
+                "pincer: note: cannot remove the temporary workspace {}: {e}",
+                self.0.display()
+            );
+        }
+    }
+}
+
+/// The validated plan (through the executor's own validation, with a grant signed by a
+/// key made for this call) and the workspace to mount.
+fn docker_call(
+    args: &SandboxExecArgs,
+    user: SandboxUser,
+) -> Result<
+    (
+        ValidatedExecPlan,
+        PreparedWorkspace,
+        Option<TemporaryWorkspace>,
+    ),
+    String,
+> {
+    // The executor's ceiling (600 s) is also this command's: refuse rather than cap silently.
+    let max = pincer_executor::plan::MAX_TIMEOUT;
+    if args.timeout == 0 || args.timeout > max.as_secs() {
+        return Err(format!(
+            "--timeout must be 1 to {} seconds with --backend docker (the executor's limit)",
+            max.as_secs()
+        ));
+    }
+    let timeout = Duration::from_secs(args.timeout);
+    let read_only = args.access == Some(AccessArg::Ro);
+    let plan = validate_plan(args, timeout, read_only).map_err(|e| e.to_string())?;
+    let (dir, temporary) = match &args.workspace {
+        Some(dir) => {
+            let dir = dir
+                .canonicalize()
+                .map_err(|e| format!("workspace {}: cannot resolve it: {e}", dir.display()))?;
+            if !dir.is_dir() {
+                return Err(format!("workspace {}: not a directory", dir.display()));
+            }
+            (dir, None)
+        }
+        None => {
+            let dir = temporary_dir(user)?;
+            (dir.0.clone(), Some(dir))
+        }
+    };
+    check_cwd(&dir, plan.cwd().components(), &args.cwd)?;
+    let workspace = PreparedWorkspace {
+        agent_id: plan.agent_id().clone(),
+        agent_dir: dir,
+    };
+    Ok((plan, workspace, temporary))
+}
+
+/// `ExecRequest` → `ExecPlan::validate`, as the executor's service does, with a one-off
+/// grant for `exec` on this call's session.
+fn validate_plan(
+    args: &SandboxExecArgs,
+    timeout: Duration,
+    read_only: bool,
+) -> Result<ValidatedExecPlan, ExecutorError> {
+    use pincer_executor::Clock;
+    let key = pincer_identity::DeviceKey::generate();
+    let expires = SystemClock
+        .now_ms()
+        .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
+        .saturating_add(60_000);
+    let access = if read_only {
+        WorkspaceAccess::ReadOnly
+    } else {
+        WorkspaceAccess::ReadWrite
+    };
+    let grant = sign_claims(
+        &key,
+        &GrantClaims {
+            turn_id: "cli".into(),
+            session_key: CLI_SESSION.into(),
+            agent_id: CLI_AGENT.into(),
+            allowed_tools: vec!["exec".into()],
+            expires_at_ms: expires,
+            workspace_access: access.into(),
+            network: NetworkAccess::None.into(),
+            ..Default::default()
+        },
+    );
+    let request = ExecRequest {
+        grant: Some(grant),
+        session_key: CLI_SESSION.into(),
+        command: Some(exec_request::Command::Argv(Argv {
+            args: args.command.clone(),
+        })),
+        cwd: args.cwd.clone(),
+        timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+        ..Default::default()
+    };
+    ExecPlan::from(request).validate(
+        ExecLimits {
+            max_timeout: timeout,
+        },
+        &StaticKeys::default().with(key.public_key()),
+        &SystemClock,
+    )
+}
+
+/// A fresh 0700 directory under the temporary directory, owned by the sandbox user.
+fn temporary_dir(user: SandboxUser) -> Result<TemporaryWorkspace, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir =
+        std::env::temp_dir().join(format!("pincer-sandbox-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create a temporary workspace {}: {e}", dir.display()))?;
+    let dir = TemporaryWorkspace(dir);
+    let owned = nix::unistd::geteuid().as_raw() == user.uid;
+    if !owned {
+        nix::unistd::chown(
+            &dir.0,
+            Some(nix::unistd::Uid::from_raw(user.uid)),
+            Some(nix::unistd::Gid::from_raw(user.gid)),
+        )
+        .map_err(|e| {
+            format!(
+                "cannot give the temporary workspace to the sandbox user {}: {e}",
+                user.docker_user()
+            )
+        })?;
+    }
+    Ok(dir)
+}
+
+/// The cwd (already normalised by the plan) must exist below `root` and pass through no
+/// symbolic link: the engine would otherwise create it, or resolve a link the command
+/// planted.
+fn check_cwd(root: &Path, parts: &[String], raw: &str) -> Result<(), String> {
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    let mut dir: OwnedFd = open(root, flags, Mode::empty())
+        .map_err(|e| format!("workspace {}: {e}", root.display()))?;
+    for part in parts {
+        dir = openat(&dir, part.as_str(), flags, Mode::empty()).map_err(|e| match e {
+            nix::errno::Errno::ENOENT => format!("cwd {raw:?} does not exist in the workspace"),
+            nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR => format!(
+                "cwd {raw:?} passes through a symbolic link or a file; use a plain directory"
+            ),
+            other => format!("cwd {raw:?}: {other}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// A read-write workspace the sandbox user does not own may refuse writes: say so.
+fn warn_if_not_owned(dir: &Path, uid: u32, gid: u32) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = std::fs::metadata(dir)
+        && meta.uid() != uid
+    {
+        eprintln!(
+            "pincer: note: the command runs as uid {uid} and {} belongs to uid {}; file permissions may refuse writes (chown it to {uid}:{gid} to allow them)",
+            dir.display(),
+            meta.uid(),
+        );
+    }
+}
+
+fn report_docker(result: Result<ExecOutcome, ExecutorError>) -> ExitCode {
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("pincer: {e}");
+            if matches!(e, ExecutorError::ImageMissing { .. }) {
+                eprintln!("pincer: or name another image with --image");
+            }
+            return ExitCode::from(EXIT_SANDBOX_FAILED);
+        }
+    };
+    // Output first, so the command's own output is not interleaved with our notes.
+    let _ = std::io::stdout().write_all(&outcome.stdout);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().write_all(&outcome.stderr);
+    if outcome.output_truncated {
+        eprintln!(
+            "pincer: output truncated: kept the first {OUTPUT_CAP} bytes of stdout and of stderr"
+        );
+    }
+    if outcome.timed_out {
+        eprintln!("pincer: timed out; the sandbox container and everything in it were killed");
+        return ExitCode::from(EXIT_TIMED_OUT);
+    }
+    // The engine reports a signal death as 128+N, like a shell; 127 when the program could
+    // not be started (the reason is on stderr).
+    ExitCode::from(u8::try_from(outcome.exit_code).unwrap_or(u8::MAX))
 }

@@ -10,6 +10,7 @@ use http::Method;
 use pincer_docker_guard::rules::{
     BindCheck, ContainerOp, Endpoint, Refusal, check_create, classify,
 };
+use pincer_executor::docker::posture::SECCOMP_PROFILE;
 use serde_json::{Value, json};
 
 const ROOT: &str = "/srv/pincer/workspaces";
@@ -84,12 +85,18 @@ fn allowed_variants_pass() {
     accepted(|b| set(b, "/HostConfig/IpcMode", json!("none")));
     accepted(|b| remove(b, "/HostConfig/IpcMode"));
     accepted(|b| set(b, "/NetworkingConfig", json!({"EndpointsConfig": {}})));
-    accepted(|b| set(b, "/HostConfig/SecurityOpt", json!(["no-new-privileges"])));
     accepted(|b| {
         set(
             b,
             "/HostConfig/SecurityOpt",
-            json!(["no-new-privileges=true"]),
+            json!([ours(), "no-new-privileges"]),
+        )
+    });
+    accepted(|b| {
+        set(
+            b,
+            "/HostConfig/SecurityOpt",
+            json!(["no-new-privileges=true", ours()]),
         )
     });
     accepted(|b| set(b, "/HostConfig/CapDrop", json!(["all"])));
@@ -128,6 +135,335 @@ fn keys_in_another_case_are_checked_as_the_engine_reads_them() {
         },
         "HostConfig.Privileged",
     );
+}
+
+// ---- the seccomp profile ----
+
+/// `seccomp=<Pincer's profile>`, as the executor sends it.
+fn ours() -> String {
+    format!("seccomp={SECCOMP_PROFILE}")
+}
+
+fn with_seccomp(profile: &str) -> impl FnOnce(&mut Value) {
+    let opts = json!(["no-new-privileges:true", format!("seccomp={profile}")]);
+    move |b| set(b, "/HostConfig/SecurityOpt", opts)
+}
+
+#[test]
+fn our_seccomp_profile_is_accepted_and_forwarded_verbatim() {
+    let forwarded = accepted(with_seccomp(SECCOMP_PROFILE));
+    assert_eq!(forwarded["HostConfig"]["SecurityOpt"][1], ours());
+    // The executor's body carries it already.
+    let body = posture_body(ROOT);
+    assert!(
+        body["HostConfig"]["SecurityOpt"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(ours())),
+        "the executor does not send the profile"
+    );
+}
+
+#[test]
+fn the_seccomp_profile_is_required() {
+    refused(
+        |b| set(b, "/HostConfig/SecurityOpt", json!(["no-new-privileges"])),
+        "must contain seccomp=<Pincer's profile>",
+    );
+    refused(
+        |b| set(b, "/HostConfig/SecurityOpt", json!([ours()])),
+        "must contain no-new-privileges",
+    );
+    refused(
+        |b| {
+            set(
+                b,
+                "/HostConfig/SecurityOpt",
+                json!(["no-new-privileges", ours(), ours()]),
+            )
+        },
+        "names the seccomp profile twice",
+    );
+}
+
+#[test]
+fn unconfined_and_default_seccomp_are_refused() {
+    for opt in [
+        "seccomp=unconfined",
+        "seccomp=default",
+        "seccomp=",
+        "seccomp",
+    ] {
+        refused(
+            |b| {
+                set(
+                    b,
+                    "/HostConfig/SecurityOpt",
+                    json!(["no-new-privileges", ours(), opt]),
+                )
+            },
+            "HostConfig.SecurityOpt",
+        );
+    }
+    refused(
+        |b| {
+            set(
+                b,
+                "/HostConfig/SecurityOpt",
+                json!(["no-new-privileges", "seccomp=unconfined"]),
+            )
+        },
+        "only Pincer's own seccomp profile",
+    );
+}
+
+#[test]
+fn a_modified_seccomp_profile_is_refused() {
+    // One more allowed call, written the way the file writes them.
+    let extra_call =
+        SECCOMP_PROFILE.replacen("\"accept\", ", "\"io_uring_setup\", \"accept\", ", 1);
+    // Allow everything by default.
+    let allow_all = SECCOMP_PROFILE.replacen(
+        "\"defaultAction\": \"SCMP_ACT_ERRNO\"",
+        "\"defaultAction\": \"SCMP_ACT_ALLOW\"",
+        1,
+    );
+    // The same JSON value, formatted differently: refused too (byte for byte).
+    let reformatted =
+        serde_json::to_string(&serde_json::from_str::<Value>(SECCOMP_PROFILE).unwrap()).unwrap();
+    let trailing_space = format!("{SECCOMP_PROFILE} ");
+    let truncated = &SECCOMP_PROFILE[..SECCOMP_PROFILE.len() - 2];
+    for (name, profile) in [
+        ("extra call", extra_call.as_str()),
+        ("allow all", allow_all.as_str()),
+        ("reformatted", reformatted.as_str()),
+        ("trailing space", trailing_space.as_str()),
+        ("truncated", truncated),
+        (
+            "docker's own idea",
+            "{\"defaultAction\":\"SCMP_ACT_ALLOW\"}",
+        ),
+    ] {
+        assert_ne!(profile, SECCOMP_PROFILE, "{name}: the edit applied");
+        let mut body = posture_body(ROOT);
+        with_seccomp(profile)(&mut body);
+        let refusal = check(&body).expect_err(name).to_string();
+        assert!(
+            refusal.contains("only Pincer's own seccomp profile"),
+            "{name}: {refusal}"
+        );
+        // A refusal quotes the start of the option only.
+        assert!(refusal.len() < 600, "{name}: {} bytes", refusal.len());
+    }
+    // With a colon, as very old clients wrote options.
+    refused(
+        |b| {
+            set(
+                b,
+                "/HostConfig/SecurityOpt",
+                json!(["no-new-privileges", format!("seccomp:{SECCOMP_PROFILE}")]),
+            )
+        },
+        "only Pincer's own seccomp profile",
+    );
+}
+
+/// One rule of the profile.
+struct SeccompRule {
+    names: Vec<String>,
+    action: String,
+    errno: Option<i64>,
+    args: Vec<Value>,
+}
+
+/// The profile's rules, for the checks below.
+fn profile_rules() -> Vec<SeccompRule> {
+    let profile: Value = serde_json::from_str(SECCOMP_PROFILE).unwrap();
+    profile["syscalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| SeccompRule {
+            names: r["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap().to_owned())
+                .collect(),
+            action: r["action"].as_str().unwrap().to_owned(),
+            errno: r["errnoRet"].as_i64(),
+            args: r["args"].as_array().cloned().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Whether the profile allows `name` with these argument values, evaluated the way
+/// libseccomp does: rules are ORed, the comparisons of one rule ANDed, on 64-bit values.
+fn allows(name: &str, args: &[u64]) -> bool {
+    profile_rules().iter().any(|rule| {
+        rule.action == "SCMP_ACT_ALLOW"
+            && rule.names.iter().any(|n| n == name)
+            && rule.args.iter().all(|c| {
+                let arg = args[usize::try_from(c["index"].as_u64().unwrap()).unwrap()];
+                let value = c["value"].as_u64().unwrap();
+                let two = c["valueTwo"].as_u64().unwrap_or(0);
+                match c["op"].as_str().unwrap() {
+                    "SCMP_CMP_EQ" => arg == value,
+                    "SCMP_CMP_NE" => arg != value,
+                    "SCMP_CMP_MASKED_EQ" => arg & value == two,
+                    other => panic!("unexpected comparison {other}"),
+                }
+            })
+    })
+}
+
+#[test]
+fn the_accepted_profile_is_strict() {
+    let profile: Value = serde_json::from_str(SECCOMP_PROFILE).unwrap();
+    assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO");
+    assert_eq!(profile["defaultErrnoRet"], 1, "EPERM");
+    let arches: Vec<&str> = profile["archMap"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|a| {
+            std::iter::once(a["architecture"].as_str().unwrap()).chain(
+                a["subArchitectures"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        arches,
+        [
+            "SCMP_ARCH_X86_64",
+            "SCMP_ARCH_X86",
+            "SCMP_ARCH_X32",
+            "SCMP_ARCH_AARCH64"
+        ]
+    );
+    let rules = profile_rules();
+    assert!(
+        rules
+            .iter()
+            .all(|r| r.action == "SCMP_ACT_ALLOW" || r.action == "SCMP_ACT_ERRNO"),
+        "only allow and errno actions"
+    );
+    // Everything Docker 20.10's default profile allows that ours does not, and the rest
+    // of the dangerous calls: none is allowed with any arguments.
+    for denied in [
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+        "bpf",
+        "perf_event_open",
+        "userfaultfd",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "pidfd_getfd",
+        "kcmp",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "chroot",
+        "fsopen",
+        "fsmount",
+        "move_mount",
+        "open_tree",
+        "unshare",
+        "setns",
+        "kexec_load",
+        "kexec_file_load",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "reboot",
+        "swapon",
+        "swapoff",
+        "acct",
+        "open_by_handle_at",
+        "name_to_handle_at",
+        "syslog",
+        "socketcall",
+        "modify_ldt",
+    ] {
+        assert!(
+            !rules
+                .iter()
+                .any(|r| r.action == "SCMP_ACT_ALLOW" && r.names.iter().any(|n| n == denied)),
+            "{denied} is allowed"
+        );
+    }
+    // clone3 answers ENOSYS (libc falls back to clone, whose flags a filter can see).
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.names == ["clone3"] && r.action == "SCMP_ACT_ERRNO" && r.errno == Some(38))
+    );
+}
+
+#[test]
+fn clone_is_allowed_only_without_namespace_flags() {
+    const SIGCHLD: u64 = 17;
+    assert!(allows("clone", &[SIGCHLD, 0, 0, 0, 0]));
+    // Threads.
+    assert!(allows("clone", &[0x003d_0f00, 0, 0, 0, 0]));
+    for flag in [
+        0x0002_0000_u64, // CLONE_NEWNS
+        0x0200_0000,     // CLONE_NEWCGROUP
+        0x0400_0000,     // CLONE_NEWUTS
+        0x0800_0000,     // CLONE_NEWIPC
+        0x1000_0000,     // CLONE_NEWUSER
+        0x2000_0000,     // CLONE_NEWPID
+        0x4000_0000,     // CLONE_NEWNET
+    ] {
+        assert!(!allows("clone", &[flag | SIGCHLD, 0, 0, 0, 0]), "{flag:#x}");
+    }
+}
+
+#[test]
+fn ioctl_is_allowed_except_tiocsti_and_tioclinux_whatever_the_high_bits() {
+    const TIOCSTI: u64 = 0x5412;
+    const TIOCLINUX: u64 = 0x541C;
+    // The kernel reads the request as 32 bits: high bits must not smuggle it through.
+    for high in [0, 1 << 32, 0xffff_ffff_0000_0000] {
+        assert!(!allows("ioctl", &[0, high | TIOCSTI, 0]), "{high:#x}");
+        assert!(!allows("ioctl", &[0, high | TIOCLINUX, 0]), "{high:#x}");
+    }
+    // Everything near them and the usual requests pass.
+    for request in (0x5400..0x5500)
+        .filter(|r| *r != TIOCSTI && *r != TIOCLINUX)
+        .chain([
+            0,
+            0xffff_ffff,
+            0x8004_667e, // FIONBIO-like
+            0x4008_7000,
+            0xc020_660b, // FS_IOC_FIEMAP
+            TIOCSTI ^ 1,
+            TIOCSTI | 0x1_0000,
+            TIOCLINUX | 0x8000_0000,
+        ])
+    {
+        assert!(allows("ioctl", &[0, request, 0]), "{request:#x}");
+    }
+}
+
+#[test]
+fn socket_only_for_unix_inet_inet6_and_netlink() {
+    for family in [1, 2, 10, 16] {
+        assert!(allows("socket", &[family, 1, 0]), "{family}");
+    }
+    // AF_PACKET, AF_KEY, AF_ALG, AF_VSOCK, AF_BLUETOOTH, AF_TIPC, AF_RDS, high bits.
+    for family in [17, 15, 38, 40, 31, 30, 21, (1 << 32) | 2] {
+        assert!(!allows("socket", &[family, 1, 0]), "{family}");
+    }
 }
 
 // ---- forbidden create fields, one test each ----

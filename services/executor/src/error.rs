@@ -3,10 +3,12 @@
 //!
 //! | error | gRPC code |
 //! |---|---|
-//! | [`ExecutorError::Plan`] (bad request) | `InvalidArgument` |
-//! | [`ExecutorError::Grant`] (no grant, tool not granted, expired), [`ExecutorError::ExecDisabled`] | `PermissionDenied` |
+//! | [`ExecutorError::Plan`], [`ExecutorError::FilePlan`], [`ExecutorError::WebPlan`] (bad request) | `InvalidArgument` |
+//! | [`ExecutorError::Grant`] (no grant, tool not granted, expired), [`ExecutorError::Approval`] (policy, the owner, no answer), [`ExecutorError::ExecDisabled`], [`ExecutorError::FilesDisabled`], [`ExecutorError::WebFetchDisabled`], [`ExecutorError::NoNetworkGrant`] | `PermissionDenied` |
 //! | [`ExecutorError::DockerUnavailable`] | `Unavailable` |
 //! | [`ExecutorError::ImageMissing`], [`ExecutorError::WorkspaceOwnership`] | `FailedPrecondition` |
+//! | [`ExecutorError::File`]: not found / leaves the workspace, refused link / wrong kind, size, contents | `NotFound` / `PermissionDenied` / `FailedPrecondition` (`AlreadyExists` for a patch adding an existing file) |
+//! | [`ExecutorError::WebFetch`]: the SSRF guard refused / timeout / too large or not text / network | `PermissionDenied` / `DeadlineExceeded` / `FailedPrecondition` / `Unavailable` |
 //! | everything else | `Internal` |
 //!
 //! A timeout is not an error: it is a normal response with `timed_out = true`.
@@ -15,8 +17,13 @@ use std::path::PathBuf;
 
 use tonic::Status;
 
+use pincer_egress::EgressError;
+
+use crate::approval::gate::GateError;
+use crate::files::{FileError, FilePlanError};
 use crate::grant::GrantError;
 use crate::plan::PlanError;
+use crate::web::WebPlanError;
 
 /// Everything that can go wrong in the executor.
 #[derive(Debug, thiserror::Error)]
@@ -25,11 +32,40 @@ pub enum ExecutorError {
     #[error("invalid exec request: {0}")]
     Plan(#[from] PlanError),
     /// The turn grant does not allow this call.
-    #[error("exec refused: {0}")]
+    #[error("refused: {0}")]
     Grant(#[from] GrantError),
     /// `tools.exec.enabled` is false.
     #[error("the exec tool is disabled on this executor (tools.exec.enabled = false)")]
     ExecDisabled,
+    /// The exec approval step did not let the call run.
+    #[error(transparent)]
+    Approval(#[from] GateError),
+    /// `tools.files.enabled` is false.
+    #[error("the file tools are disabled on this executor (tools.files.enabled = false)")]
+    FilesDisabled,
+    /// `tools.webFetch.enabled` is false.
+    #[error("the web_fetch tool is disabled on this executor (tools.webFetch.enabled = false)")]
+    WebFetchDisabled,
+    /// A file-tool request is malformed.
+    #[error("invalid request: {0}")]
+    FilePlan(#[from] FilePlanError),
+    /// A file tool failed on the workspace.
+    #[error("{0}")]
+    File(#[from] FileError),
+    /// A `web_fetch` request is malformed.
+    #[error("invalid web_fetch request: {0}")]
+    WebPlan(#[from] WebPlanError),
+    /// The grant lists `web_fetch` but gives no network access.
+    #[error(
+        "refused: the turn grant gives no network access (network is not EGRESS), so web_fetch may not run in this turn"
+    )]
+    NoNetworkGrant,
+    /// The guarded fetch refused or failed; the message names the host and the rule.
+    #[error("web_fetch: {}", web_message(.0))]
+    WebFetch(#[from] EgressError),
+    /// The web fetcher could not be built at start.
+    #[error("cannot set up web_fetch: {0}")]
+    WebSetup(#[source] EgressError),
     /// The Docker engine cannot be reached.
     #[error(
         "the Docker engine is unreachable ({endpoint}): {source}; start Docker (e.g. `bash scripts/setup-docker.sh`) or fix executor.docker.host"
@@ -112,16 +148,86 @@ pub enum ExecutorError {
     Serve(#[from] tonic::transport::Error),
 }
 
+/// The guard's message, with the limit named as the config key (the guard's own text
+/// names the CLI flag).
+fn web_message(err: &EgressError) -> String {
+    match err.root() {
+        EgressError::TooLarge { limit } => format!(
+            "the response body exceeds {limit} bytes (tools.webFetch.maxBytes); fetch a smaller page"
+        ),
+        _ => err.to_string(),
+    }
+}
+
+fn file_status(err: &FileError, message: String) -> Status {
+    match err {
+        FileError::NotFound { .. } => Status::not_found(message),
+        FileError::Escapes { .. }
+        | FileError::LinkRefused { .. }
+        | FileError::Symlink { .. }
+        | FileError::Hardlinked { .. }
+        | FileError::Denied { .. } => Status::permission_denied(message),
+        FileError::AlreadyExists { .. } => Status::already_exists(message),
+        FileError::IsDirectory { .. }
+        | FileError::NotDirectory { .. }
+        | FileError::NotRegular { .. }
+        | FileError::TooLarge { .. }
+        | FileError::NotUtf8 { .. }
+        | FileError::Changed { .. }
+        | FileError::Edit(_)
+        | FileError::Hunk(_)
+        | FileError::Ownership { .. } => Status::failed_precondition(message),
+        FileError::PartiallyApplied { .. } => Status::aborted(message),
+        FileError::Io { .. } => {
+            tracing::error!(error = %message, "file tool failed");
+            Status::internal(message)
+        }
+    }
+}
+
+fn web_status(err: &EgressError, message: String) -> Status {
+    if err.is_policy_refusal() {
+        return Status::permission_denied(message);
+    }
+    match err.root() {
+        EgressError::Timeout(_) => Status::deadline_exceeded(message),
+        EgressError::TooLarge { .. } | EgressError::ContentType { .. } => {
+            Status::failed_precondition(message)
+        }
+        EgressError::Unpinned { .. } => Status::permission_denied(message),
+        EgressError::Resolve { .. }
+        | EgressError::Connect { .. }
+        | EgressError::Tls { .. }
+        | EgressError::ServerName { .. }
+        | EgressError::Http { .. }
+        | EgressError::BadLocation { .. } => Status::unavailable(message),
+        _ => {
+            tracing::error!(error = %message, "web_fetch failed");
+            Status::internal(message)
+        }
+    }
+}
+
 impl From<ExecutorError> for Status {
     fn from(err: ExecutorError) -> Self {
         let message = err.to_string();
         match err {
-            ExecutorError::Plan(_) | ExecutorError::CwdNotDirectory { .. } => {
-                Status::invalid_argument(message)
+            ExecutorError::Plan(_)
+            | ExecutorError::CwdNotDirectory { .. }
+            | ExecutorError::FilePlan(_)
+            | ExecutorError::WebPlan(_) => Status::invalid_argument(message),
+            ExecutorError::Approval(GateError::Probe(_)) => {
+                tracing::error!(error = %message, "exec approval probe failed");
+                Status::internal(message)
             }
-            ExecutorError::Grant(_) | ExecutorError::ExecDisabled => {
-                Status::permission_denied(message)
-            }
+            ExecutorError::Grant(_)
+            | ExecutorError::Approval(_)
+            | ExecutorError::ExecDisabled
+            | ExecutorError::FilesDisabled
+            | ExecutorError::WebFetchDisabled
+            | ExecutorError::NoNetworkGrant => Status::permission_denied(message),
+            ExecutorError::File(e) => file_status(&e, message),
+            ExecutorError::WebFetch(e) => web_status(&e, message),
             ExecutorError::DockerUnavailable { .. } => Status::unavailable(message),
             ExecutorError::Jail(_) => Status::failed_precondition(message),
             ExecutorError::ImageMissing { .. } | ExecutorError::WorkspaceOwnership { .. } => {
@@ -134,6 +240,7 @@ impl From<ExecutorError> for Status {
             | ExecutorError::GatewayLink(_)
             | ExecutorError::StateDir(_)
             | ExecutorError::Task(_)
+            | ExecutorError::WebSetup(_)
             | ExecutorError::Serve(_) => {
                 tracing::error!(error = %message, "exec failed");
                 Status::internal(message)
@@ -176,6 +283,37 @@ mod tests {
             (
                 ExecutorError::CwdNotDirectory { cwd: "a".into() },
                 Code::InvalidArgument,
+            ),
+            (FilePlanError::EmptyOldString.into(), Code::InvalidArgument),
+            (ExecutorError::FilesDisabled, Code::PermissionDenied),
+            (ExecutorError::NoNetworkGrant, Code::PermissionDenied),
+            (
+                FileError::NotFound { path: "a".into() }.into(),
+                Code::NotFound,
+            ),
+            (
+                FileError::Escapes { path: "a".into() }.into(),
+                Code::PermissionDenied,
+            ),
+            (
+                FileError::Hardlinked {
+                    path: "a".into(),
+                    links: 2,
+                }
+                .into(),
+                Code::PermissionDenied,
+            ),
+            (
+                FileError::NotUtf8 { path: "a".into() }.into(),
+                Code::FailedPrecondition,
+            ),
+            (
+                EgressError::TooLarge { limit: 10 }.into(),
+                Code::FailedPrecondition,
+            ),
+            (
+                EgressError::Timeout(std::time::Duration::from_secs(1)).into(),
+                Code::DeadlineExceeded,
             ),
         ];
         for (err, code) in cases {

@@ -1,9 +1,15 @@
-//! Pincer's executor: runs the `exec` tool for agents in throwaway Docker containers.
+//! Pincer's executor: runs the `exec` tool for agents in throwaway Docker containers (or
+//! the jail), the workspace file tools and the SSRF-guarded `web_fetch`.
 //!
 //! A call travels `ExecRequest` → [`ExecPlan`] → [`ValidatedExecPlan`] (grant, command,
 //! cwd and timeout checked) → [`Workspaces::prepare`] → a [`Sandbox`] backend
 //! ([`DockerBackend`]) → `ExecResponse`. Callers never choose the image, mounts, env, user,
 //! network or any container flag: the posture is code in [`docker::posture`].
+//! File tools travel `ReadFileRequest` (etc.) → `ReadFilePlan` → `ValidatedReadFile` →
+//! [`files::FileTools`], confined to `<root>/<agent_id>` by `openat2(RESOLVE_BENEATH)`;
+//! `web_fetch` travels `WebFetchRequest` → [`web::WebFetchPlan`] →
+//! [`web::ValidatedWebFetch`] → [`web::WebFetchTool`] (`pincer-egress`). docs/tools.md
+//! describes every tool.
 //!
 //! | module | what |
 //! |---|---|
@@ -12,6 +18,8 @@
 //! | [`plan`] | request → plan → validated plan (pure) |
 //! | [`grant`] | the turn-grant check and the injected [`Clock`] (pure) |
 //! | [`cwd`] | cwd normalisation (pure) |
+//! | [`files`] | read_file, write_file, edit_file, apply_patch, list_dir: plans, confinement, atomic writes |
+//! | [`web`] | web_fetch: plan, grant (network `EGRESS`), the guarded fetcher |
 //! | [`workspace`] | `<root>/<agent_id>` on the host, owned by the sandbox user |
 //! | [`sandbox`] | the [`Sandbox`] trait, [`ExecOutcome`], the output cap |
 //! | [`docker`] | the Docker backend: posture, one-container run, reaper |
@@ -25,6 +33,7 @@ pub mod approval;
 pub mod cwd;
 pub mod docker;
 pub mod error;
+pub mod files;
 pub mod grant;
 pub mod grant_keys;
 pub mod jail;
@@ -32,6 +41,7 @@ pub mod plan;
 pub mod sandbox;
 pub mod server;
 pub mod service;
+pub mod web;
 pub mod workspace;
 
 pub use docker::{DockerBackend, DockerSettings};
@@ -39,5 +49,5 @@ pub use error::ExecutorError;
 pub use grant::{Clock, FixedClock, SystemClock};
 pub use plan::{ExecLimits, ExecPlan, ValidatedExecPlan};
 pub use sandbox::{ExecOutcome, Sandbox};
-pub use server::{ExecutorSettings, GrantKeySetting, run, serve, workspace_root};
+pub use server::{ExecutorSettings, GrantKeySetting, ToolSettings, run, serve, workspace_root};
 pub use workspace::{SandboxUser, Workspaces};

@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pincer_egress::Dialer;
 use pincer_proto::v1::executor_service_server::ExecutorServiceServer;
 use pincer_runtime::config::raw::SandboxBackend;
-use pincer_runtime::config::validate::{DockerConfig, ExecToolConfig};
+use pincer_runtime::config::validate::{
+    DockerConfig, ExecToolConfig, FilesToolConfig, WebFetchToolConfig,
+};
 use pincer_runtime::service_auth::{PresentCredential, RequireCaller, ServiceName};
 use pincer_runtime::{Config, ProcessSecrets, Secret, SecretSource};
 use tokio::net::TcpListener;
@@ -15,19 +18,24 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ExecutorError;
+use crate::approval::gate::{ApprovalLink, GatewayApprovals};
 use crate::docker::{DockerBackend, DockerSettings};
+use crate::files::FileTools;
+use crate::files::plan::MAX_FILE_BYTES;
 use crate::grant::{Clock, StaticKeys, SystemClock};
 use crate::grant_keys::{GatewayKeys, KeySet};
 use crate::jail::JailBackend;
 use crate::plan::{ExecLimits, MAX_TIMEOUT};
 use crate::sandbox::Sandbox;
 use crate::service::{ExecSwitch, ExecutorApi};
+use crate::web::WebFetchTool;
 use crate::workspace::{SandboxUser, Workspaces};
 
 /// Extra time, beyond the longest call, that shutdown waits for calls in flight.
 const DRAIN_SLACK: Duration = Duration::from_secs(15);
-/// Largest request accepted (a command is at most 64 KiB; the grant is small).
-const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// Largest request accepted: a `write_file` of the largest file, plus room for the grant
+/// and the other fields (a command is at most 64 KiB).
+const MAX_REQUEST_BYTES: usize = MAX_FILE_BYTES + 64 * 1024;
 
 /// Everything the executor needs, resolved (no secret references, no environment lookups).
 #[derive(Clone)]
@@ -51,6 +59,45 @@ pub struct ExecutorSettings {
     /// The binary the jail backend re-executes as its helper (`/proc/self/exe`: the
     /// executor, whose `main` runs the helper).
     pub jail_helper: PathBuf,
+    /// `tools.files` and `tools.webFetch`.
+    pub tools: ToolSettings,
+}
+
+/// The file tools and `web_fetch` as this executor serves them.
+#[derive(Debug, Clone)]
+pub struct ToolSettings {
+    /// `tools.files`.
+    pub files: FilesToolConfig,
+    /// `tools.webFetch`: allowlist and limits of the SSRF guard.
+    pub web_fetch: WebFetchToolConfig,
+    /// How web fetches connect: `None` dials TCP; tests pass `LoopbackOnlyDialer` so a
+    /// broken guard could never send traffic off the machine.
+    pub web_dialer: Option<Arc<dyn Dialer>>,
+}
+
+impl ToolSettings {
+    /// From the config, dialling TCP.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            files: config.files.clone(),
+            web_fetch: config.web_fetch.clone(),
+            web_dialer: None,
+        }
+    }
+
+    /// Both disabled (every call refused); the defaults of `tools.webFetch` otherwise.
+    pub fn disabled() -> Self {
+        Self {
+            files: FilesToolConfig { enabled: false },
+            web_fetch: WebFetchToolConfig {
+                enabled: false,
+                allow_networks: Vec::new(),
+                max_bytes: 2 * 1024 * 1024,
+                timeout: Duration::from_secs(30),
+            },
+            web_dialer: None,
+        }
+    }
 }
 
 /// Where the executor learns the gateway's grant keys.
@@ -75,6 +122,7 @@ impl std::fmt::Debug for ExecutorSettings {
             .field("exec", &self.exec)
             .field("docker", &self.docker)
             .field("sandbox_user", &self.sandbox_user)
+            .field("tools", &self.tools)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +147,7 @@ impl ExecutorSettings {
             },
             backend: config.executor.backend,
             jail_helper: PathBuf::from("/proc/self/exe"),
+            tools: ToolSettings::from_config(config),
         })
     }
 }
@@ -178,27 +227,48 @@ async fn serve_with<B: Sandbox>(
     } else {
         ExecSwitch::Disabled
     };
-    let keys = match settings.grant_keys {
-        GrantKeySetting::Fixed(k) => KeySet::Fixed(k),
+    let (keys, approvals) = match settings.grant_keys {
+        GrantKeySetting::Fixed(k) => (KeySet::Fixed(k), None),
         GrantKeySetting::Gateway { url, credential } => {
             let present = PresentCredential::new(ServiceName::Executor, &credential)
                 .map_err(|e| ExecutorError::GatewayLink(e.to_string()))?;
-            KeySet::Gateway(Box::new(
-                GatewayKeys::new(&url, present)
-                    .map_err(|e| ExecutorError::GatewayLink(e.to_string()))?,
-            ))
+            let keys = GatewayKeys::new(&url, present)
+                .map_err(|e| ExecutorError::GatewayLink(e.to_string()))?;
+            let link: Arc<dyn ApprovalLink> = Arc::new(GatewayApprovals::new(keys.link_client()));
+            (KeySet::Gateway(Box::new(keys)), Some(link))
         }
     };
     let tasks = TaskTracker::new();
+    let workspaces = Workspaces::new(settings.workspace_root.clone(), settings.sandbox_user);
+    let tools = &settings.tools;
+    let files = tools
+        .files
+        .enabled
+        .then(|| FileTools::new(workspaces.clone()));
+    let web = if tools.web_fetch.enabled {
+        Some(WebFetchTool::from_config(
+            &tools.web_fetch,
+            tools.web_dialer.clone(),
+        )?)
+    } else {
+        None
+    };
+    tracing::info!(
+        files = files.is_some(),
+        web_fetch = web.is_some(),
+        "file and web tools"
+    );
     let api = ExecutorApi::new(
         Arc::clone(&backend),
-        Workspaces::new(settings.workspace_root.clone(), settings.sandbox_user),
+        workspaces,
         ExecLimits { max_timeout },
         switch,
         settings.clock,
         Arc::new(keys),
         tasks.clone(),
-    );
+    )
+    .with_tools(files, web)
+    .with_approvals(approvals);
     let auth = RequireCaller::new(vec![(ServiceName::Agent, settings.agent_credential)]);
     let service = ExecutorServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES);
     let service = tonic::service::interceptor::InterceptedService::new(service, auth);

@@ -1,20 +1,33 @@
-//! The gRPC `ExecutorService`: parse and validate the request, prepare the workspace, run
-//! it in the sandbox backend, answer. Each call runs in its own tracked task, so a caller
+//! The gRPC `ExecutorService`: parse and validate the request, prepare the workspace, pass
+//! the exec approval gate ([`crate::approval::gate`]), run it in the sandbox backend, answer. Each call runs in its own tracked task, so a caller
 //! hanging up cannot leave a container behind and shutdown can wait for calls in flight.
+//!
+//! The file tools ([`crate::files`]) and `web_fetch` ([`crate::web`]) follow the same
+//! shape: the tool's switch, the grant keys, `*Plan::validate` (grant first), then the
+//! work in a tracked task (file work on the blocking pool).
 
 use std::sync::Arc;
 
 use pincer_proto::v1::executor_service_server::ExecutorService;
-use pincer_proto::v1::{ExecRequest, ExecResponse};
+use pincer_proto::v1::{
+    ApplyPatchRequest, ApplyPatchResponse, EditFileRequest, EditFileResponse, ExecRequest,
+    ExecResponse, ListDirRequest, ListDirResponse, ReadFileRequest, ReadFileResponse,
+    WebFetchRequest, WebFetchResponse, WriteFileRequest, WriteFileResponse,
+};
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::ExecutorError;
-use crate::grant::{Clock, key_id_of};
+use crate::approval::gate::{ApprovalLink, ExecGate};
+use crate::files::{
+    ApplyPatchPlan, EditFilePlan, FileTools, ListDirPlan, ReadFilePlan, WriteFilePlan,
+};
+use crate::grant::{Clock, GrantKeys, Tool, key_id_of};
 use crate::grant_keys::KeySet;
 use crate::plan::{ExecLimits, ExecPlan};
 use crate::sandbox::Sandbox;
+use crate::web::{WebFetchPlan, WebFetchTool};
 use crate::workspace::Workspaces;
 
 /// Whether `tools.exec.enabled` lets the executor run exec at all.
@@ -29,12 +42,17 @@ pub enum ExecSwitch {
 /// The service implementation over a sandbox backend `B`.
 pub struct ExecutorApi<B> {
     backend: Arc<B>,
+    gate: Arc<ExecGate<B>>,
     workspaces: Arc<Workspaces>,
     limits: ExecLimits,
     switch: ExecSwitch,
     clock: Arc<dyn Clock>,
     keys: Arc<KeySet>,
     tasks: TaskTracker,
+    /// `None` when `tools.files.enabled` is false.
+    files: Option<Arc<FileTools>>,
+    /// `None` when `tools.webFetch.enabled` is false.
+    web: Option<Arc<WebFetchTool>>,
 }
 
 impl<B: Sandbox> ExecutorApi<B> {
@@ -50,6 +68,7 @@ impl<B: Sandbox> ExecutorApi<B> {
         tasks: TaskTracker,
     ) -> Self {
         Self {
+            gate: Arc::new(ExecGate::new(Arc::clone(&backend), None)),
             backend,
             workspaces: Arc::new(workspaces),
             limits,
@@ -57,7 +76,24 @@ impl<B: Sandbox> ExecutorApi<B> {
             clock,
             keys,
             tasks,
+            files: None,
+            web: None,
         }
+    }
+
+    /// Serves the file tools (`tools.files.enabled`) and `web_fetch`
+    /// (`tools.webFetch.enabled`); `None` refuses every call of that tool.
+    pub fn with_tools(mut self, files: Option<FileTools>, web: Option<WebFetchTool>) -> Self {
+        self.files = files.map(Arc::new);
+        self.web = web.map(Arc::new);
+        self
+    }
+
+    /// Asks the owner through `link` when an exec call needs approval (without one, nobody
+    /// can be asked and `askFallback` decides).
+    pub fn with_approvals(mut self, link: Option<Arc<dyn ApprovalLink>>) -> Self {
+        self.gate = Arc::new(ExecGate::new(Arc::clone(&self.backend), link));
+        self
     }
 
     /// Runs one call (the RPC without the transport).
@@ -80,10 +116,18 @@ impl<B: Sandbox> ExecutorApi<B> {
         };
         let workspaces = Arc::clone(&self.workspaces);
         let backend = Arc::clone(&self.backend);
+        let gate = Arc::clone(&self.gate);
         let handle = self.tasks.spawn(async move {
             let for_prepare = plan.clone();
             let workspace =
                 tokio::task::spawn_blocking(move || workspaces.prepare(&for_prepare)).await??;
+            let plan = match gate.admit(plan, &workspace).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(reason = %e, "exec not approved");
+                    return Err(e.into());
+                }
+            };
             backend.run(plan, workspace).await
         });
         let outcome = handle.await??;
@@ -98,6 +142,161 @@ impl<B: Sandbox> ExecutorApi<B> {
     }
 }
 
+impl<B: Sandbox> ExecutorApi<B> {
+    /// Runs one file-tool call: the switch, the grant keys, `validate` (grant first),
+    /// then `run` on the blocking pool in a tracked task.
+    async fn file_call<P, R>(
+        &self,
+        tool: Tool,
+        key_id: Option<&str>,
+        validate: impl FnOnce(&dyn GrantKeys, &dyn Clock) -> Result<P, ExecutorError>,
+        run: fn(&FileTools, &P) -> Result<R, ExecutorError>,
+    ) -> Result<R, ExecutorError>
+    where
+        P: Send + 'static,
+        R: Send + 'static,
+    {
+        let Some(files) = &self.files else {
+            return Err(ExecutorError::FilesDisabled);
+        };
+        self.keys.ensure(key_id).await;
+        let plan = validate(self.keys.as_ref(), self.clock.as_ref())
+            .inspect_err(|e| tracing::warn!(tool = tool.name(), reason = %e, "call refused"))?;
+        let files = Arc::clone(files);
+        let result = self
+            .tasks
+            .spawn_blocking(move || run(&files, &plan))
+            .await?;
+        match &result {
+            Ok(_) => tracing::info!(tool = tool.name(), "file call finished"),
+            Err(e) => tracing::info!(tool = tool.name(), error = %e, "file call failed"),
+        }
+        result
+    }
+
+    /// `ReadFile` without the transport.
+    pub async fn read_file_call(
+        &self,
+        request: ReadFileRequest,
+    ) -> Result<ReadFileResponse, ExecutorError> {
+        let key_id = request.grant.as_ref().map(|g| g.key_id.clone());
+        let plan = ReadFilePlan::from(request);
+        self.file_call(
+            Tool::ReadFile,
+            key_id.as_deref(),
+            |k, c| plan.validate(k, c),
+            |f, p| f.read(p),
+        )
+        .await
+    }
+
+    /// `WriteFile` without the transport.
+    pub async fn write_file_call(
+        &self,
+        request: WriteFileRequest,
+    ) -> Result<WriteFileResponse, ExecutorError> {
+        let key_id = request.grant.as_ref().map(|g| g.key_id.clone());
+        let plan = WriteFilePlan::from(request);
+        self.file_call(
+            Tool::WriteFile,
+            key_id.as_deref(),
+            |k, c| plan.validate(k, c),
+            |f, p| f.write(p),
+        )
+        .await
+    }
+
+    /// `EditFile` without the transport.
+    pub async fn edit_file_call(
+        &self,
+        request: EditFileRequest,
+    ) -> Result<EditFileResponse, ExecutorError> {
+        let key_id = request.grant.as_ref().map(|g| g.key_id.clone());
+        let plan = EditFilePlan::from(request);
+        self.file_call(
+            Tool::EditFile,
+            key_id.as_deref(),
+            |k, c| plan.validate(k, c),
+            |f, p| f.edit(p),
+        )
+        .await
+    }
+
+    /// `ApplyPatch` without the transport.
+    pub async fn apply_patch_call(
+        &self,
+        request: ApplyPatchRequest,
+    ) -> Result<ApplyPatchResponse, ExecutorError> {
+        let key_id = request.grant.as_ref().map(|g| g.key_id.clone());
+        let plan = ApplyPatchPlan::from(request);
+        self.file_call(
+            Tool::ApplyPatch,
+            key_id.as_deref(),
+            |k, c| plan.validate(k, c),
+            |f, p| f.apply_patch(p),
+        )
+        .await
+    }
+
+    /// `ListDir` without the transport.
+    pub async fn list_dir_call(
+        &self,
+        request: ListDirRequest,
+    ) -> Result<ListDirResponse, ExecutorError> {
+        let key_id = request.grant.as_ref().map(|g| g.key_id.clone());
+        let plan = ListDirPlan::from(request);
+        self.file_call(
+            Tool::ListDir,
+            key_id.as_deref(),
+            |k, c| plan.validate(k, c),
+            |f, p| f.list(p),
+        )
+        .await
+    }
+
+    /// `WebFetch` without the transport.
+    pub async fn web_fetch_call(
+        &self,
+        request: WebFetchRequest,
+    ) -> Result<WebFetchResponse, ExecutorError> {
+        let Some(web) = &self.web else {
+            return Err(ExecutorError::WebFetchDisabled);
+        };
+        self.keys.ensure(key_id_of(request.grant.as_ref())).await;
+        let plan = WebFetchPlan::from(request)
+            .validate(self.keys.as_ref(), self.clock.as_ref())
+            .inspect_err(|e| tracing::warn!(tool = "web_fetch", reason = %e, "call refused"))?;
+        let web = Arc::clone(web);
+        let result = self
+            .tasks
+            .spawn(async move { web.fetch(&plan).await })
+            .await?;
+        match &result {
+            Ok(page) => tracing::info!(
+                status = page.status,
+                truncated = page.truncated,
+                "web_fetch finished"
+            ),
+            // The guard's messages name the host and the rule, never the path or query.
+            Err(e) => tracing::warn!(error = %e, "web_fetch failed"),
+        }
+        result
+    }
+}
+
+/// Runs `call` inside a span for `tool` and maps its error to a status.
+async fn answer<R>(
+    tool: &'static str,
+    session: &str,
+    call: impl std::future::Future<Output = Result<R, ExecutorError>>,
+) -> Result<Response<R>, Status> {
+    let span = tracing::info_span!("tool", tool, session = %session);
+    call.instrument(span)
+        .await
+        .map(Response::new)
+        .map_err(Status::from)
+}
+
 #[tonic::async_trait]
 impl<B: Sandbox> ExecutorService for ExecutorApi<B> {
     async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
@@ -108,5 +307,59 @@ impl<B: Sandbox> ExecutorService for ExecutorApi<B> {
             .await
             .map(Response::new)
             .map_err(Status::from)
+    }
+
+    async fn read_file(
+        &self,
+        request: Request<ReadFileRequest>,
+    ) -> Result<Response<ReadFileResponse>, Status> {
+        let r = request.into_inner();
+        let session = r.session_key.clone();
+        answer("read_file", &session, self.read_file_call(r)).await
+    }
+
+    async fn write_file(
+        &self,
+        request: Request<WriteFileRequest>,
+    ) -> Result<Response<WriteFileResponse>, Status> {
+        let r = request.into_inner();
+        let session = r.session_key.clone();
+        answer("write_file", &session, self.write_file_call(r)).await
+    }
+
+    async fn edit_file(
+        &self,
+        request: Request<EditFileRequest>,
+    ) -> Result<Response<EditFileResponse>, Status> {
+        let r = request.into_inner();
+        let session = r.session_key.clone();
+        answer("edit_file", &session, self.edit_file_call(r)).await
+    }
+
+    async fn apply_patch(
+        &self,
+        request: Request<ApplyPatchRequest>,
+    ) -> Result<Response<ApplyPatchResponse>, Status> {
+        let r = request.into_inner();
+        let session = r.session_key.clone();
+        answer("apply_patch", &session, self.apply_patch_call(r)).await
+    }
+
+    async fn list_dir(
+        &self,
+        request: Request<ListDirRequest>,
+    ) -> Result<Response<ListDirResponse>, Status> {
+        let r = request.into_inner();
+        let session = r.session_key.clone();
+        answer("list_dir", &session, self.list_dir_call(r)).await
+    }
+
+    async fn web_fetch(
+        &self,
+        request: Request<WebFetchRequest>,
+    ) -> Result<Response<WebFetchResponse>, Status> {
+        let r = request.into_inner();
+        let session = r.session_key.clone();
+        answer("web_fetch", &session, self.web_fetch_call(r)).await
     }
 }

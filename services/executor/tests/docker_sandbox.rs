@@ -276,3 +276,37 @@ async fn a_missing_program_exits_127() {
     assert_eq!(out.exit_code, 127);
     assert_eq!(h.leftovers().await, 0);
 }
+
+#[tokio::test]
+async fn extra_environment_reaches_the_command() {
+    let _shared = REAP_LOCK.read().await;
+    let Some(()) = require_docker("extra_environment_reaches_the_command").await else {
+        return;
+    };
+    let h = Harness::new();
+    let mut req = argv_request(&["env"]);
+    req.env.insert("GREETING".into(), "hello world".into());
+    req.env.insert("EMPTY".into(), String::new());
+    let out = h.run(req).await;
+    let mut lines: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("HOSTNAME="))
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "EMPTY=",
+            "GREETING=hello world",
+            "HOME=/tmp",
+            "LANG=C.UTF-8",
+            "PATH=/usr/local/bin:/usr/bin:/bin"
+        ]
+    );
+    // The sandbox's own cannot be overridden (refused by validation).
+    let mut req = argv_request(&["env"]);
+    req.env.insert("PATH".into(), "/workspace".into());
+    assert!(matches!(try_validate(req), Err(ExecutorError::Plan(_))));
+    assert_eq!(h.leftovers().await, 0);
+}

@@ -45,6 +45,7 @@ fn settings(root: &Path) -> ExecutorSettings {
         grant_keys: GrantKeySetting::Fixed(pincer_executor::grant::testing::keys()),
         backend: pincer_runtime::config::raw::SandboxBackend::Docker,
         jail_helper: env!("CARGO_BIN_EXE_pincer-executor").into(),
+        tools: pincer_executor::ToolSettings::disabled(),
     }
 }
 
@@ -154,6 +155,7 @@ async fn refuses_calls_the_grant_does_not_allow() {
         expires_at_ms: expires,
         workspace_access: access.into(),
         network: NetworkAccess::None.into(),
+        exec_policy: Some(testing::full_exec_policy()),
     };
     let refused = |grant: pincer_proto::v1::TurnGrant, why: &'static str| {
         let mut req = shell_request("true", 0);
@@ -389,6 +391,7 @@ async fn jail_backend_runs_calls_confined_without_docker() {
             expires_at_ms: now_ms() + 60_000,
             workspace_access: WorkspaceAccess::ReadOnly.into(),
             network: NetworkAccess::None.into(),
+            exec_policy: Some(testing::full_exec_policy()),
         },
     ));
     let ro = call(server.addr, Some(AGENT_SECRET), req).await.unwrap();

@@ -70,7 +70,9 @@ fn grant(key: &DeviceKey, session: &str, tools: &[&str], expires_at_ms: i64) -> 
     }
     .encode_to_vec();
     TurnGrant {
-        signature: pincer_identity::sign_grant(key, &claims).as_bytes().to_vec(),
+        signature: pincer_identity::sign_grant(key, &claims)
+            .as_bytes()
+            .to_vec(),
         claims,
         key_id: key.device_id().to_string(),
     }
@@ -116,9 +118,7 @@ async fn next_request(ws: &mut Ws) -> Value {
 
 async fn owner(gw: &Gateway) -> Ws {
     let mut dev = Device::new(1);
-    let (ws, res) = dev
-        .connect(gw, &Cred::Gateway(TOKEN.into()), ALL)
-        .await;
+    let (ws, res) = dev.connect(gw, &Cred::Gateway(TOKEN.into()), ALL).await;
     assert_eq!(res["ok"], true, "{res}");
     ws
 }
@@ -169,7 +169,10 @@ async fn an_approval_covers_exactly_the_call_that_was_approved() {
         assert_eq!(a.outcome(), ApprovalOutcome::Pending, "{a:?}");
         assert_ne!(a.approval_id, id, "a new request each");
     }
-    assert!(started.elapsed() >= Duration::from_secs(2), "waited for the owner");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "waited for the owner"
+    );
     s.gw.shutdown.cancel();
 }
 
@@ -243,7 +246,10 @@ async fn the_owner_can_deny() {
         let link = link.clone();
         async move { ask(&link, g, binding("rm -rf /workspace", "", &[])).await }
     });
-    let id = next_request(&mut ws).await["id"].as_str().unwrap().to_owned();
+    let id = next_request(&mut ws).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     call(
         &mut ws,
         "r",
@@ -302,7 +308,10 @@ async fn approvals_need_the_approvals_scope_and_valid_input() {
     let s = setup_in(tempfile::tempdir().unwrap()).await;
     let mut ws = owner(&s.gw).await;
     for (params, needle) in [
-        (json!({ "id": "nope", "decision": "deny" }), "not an approval id"),
+        (
+            json!({ "id": "nope", "decision": "deny" }),
+            "not an approval id",
+        ),
         (
             json!({ "id": "apr_abcdefghij", "decision": "yes" }),
             "not a decision",

@@ -10,7 +10,10 @@ use pincer_agent::{Agent, AgentOptions, AgentSecrets};
 use pincer_proto::v1::executor_service_server::{ExecutorService, ExecutorServiceServer};
 use pincer_proto::v1::gateway_service_server::{GatewayService, GatewayServiceServer};
 use pincer_proto::v1::{
-    ExecRequest, ExecResponse, GetHistoryRequest, GetHistoryResponse, HistoryEntry,
+    ApplyPatchRequest, ApplyPatchResponse, EditFileRequest, EditFileResponse, ExecRequest,
+    ExecResponse, GetHistoryRequest, GetHistoryResponse, HistoryEntry, ListDirRequest,
+    ListDirResponse, ReadFileRequest, ReadFileResponse, WebFetchRequest, WebFetchResponse,
+    WriteFileRequest, WriteFileResponse,
 };
 use pincer_runtime::Secret;
 use pincer_runtime::secret::MapSecrets;
@@ -68,12 +71,35 @@ impl FakeGateway {
     }
 }
 
-/// An executor answering every `Exec` with `response` after `delay`.
+/// A file or web request the fake executor received.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolRequest {
+    ReadFile(ReadFileRequest),
+    WriteFile(WriteFileRequest),
+    EditFile(EditFileRequest),
+    ApplyPatch(ApplyPatchRequest),
+    ListDir(ListDirRequest),
+    WebFetch(WebFetchRequest),
+}
+
+/// An executor answering every `Exec` with `response` after `delay`, `ReadFile` with
+/// `read_file`, `WebFetch` with `web_fetch` (or `PermissionDenied` with `web_refusal`),
+/// and the other tools with empty answers.
 #[derive(Clone, Default)]
 pub struct FakeExecutor {
     pub response: ExecResponse,
     pub delay: Duration,
     pub requests: Arc<Mutex<Vec<ExecRequest>>>,
+    pub read_file: ReadFileResponse,
+    pub web_fetch: WebFetchResponse,
+    pub web_refusal: Option<String>,
+    pub tool_requests: Arc<Mutex<Vec<ToolRequest>>>,
+}
+
+impl FakeExecutor {
+    fn record(&self, request: ToolRequest) {
+        self.tool_requests.lock().unwrap().push(request);
+    }
 }
 
 #[tonic::async_trait]
@@ -82,6 +108,62 @@ impl ExecutorService for FakeExecutor {
         self.requests.lock().unwrap().push(request.into_inner());
         tokio::time::sleep(self.delay).await;
         Ok(Response::new(self.response.clone()))
+    }
+
+    async fn read_file(
+        &self,
+        request: Request<ReadFileRequest>,
+    ) -> Result<Response<ReadFileResponse>, Status> {
+        self.record(ToolRequest::ReadFile(request.into_inner()));
+        Ok(Response::new(self.read_file.clone()))
+    }
+
+    async fn write_file(
+        &self,
+        request: Request<WriteFileRequest>,
+    ) -> Result<Response<WriteFileResponse>, Status> {
+        let request = request.into_inner();
+        let written = request.content.len() as u64;
+        self.record(ToolRequest::WriteFile(request));
+        Ok(Response::new(WriteFileResponse {
+            bytes_written: written,
+            created: true,
+        }))
+    }
+
+    async fn edit_file(
+        &self,
+        request: Request<EditFileRequest>,
+    ) -> Result<Response<EditFileResponse>, Status> {
+        self.record(ToolRequest::EditFile(request.into_inner()));
+        Ok(Response::new(EditFileResponse::default()))
+    }
+
+    async fn apply_patch(
+        &self,
+        request: Request<ApplyPatchRequest>,
+    ) -> Result<Response<ApplyPatchResponse>, Status> {
+        self.record(ToolRequest::ApplyPatch(request.into_inner()));
+        Ok(Response::new(ApplyPatchResponse::default()))
+    }
+
+    async fn list_dir(
+        &self,
+        request: Request<ListDirRequest>,
+    ) -> Result<Response<ListDirResponse>, Status> {
+        self.record(ToolRequest::ListDir(request.into_inner()));
+        Ok(Response::new(ListDirResponse::default()))
+    }
+
+    async fn web_fetch(
+        &self,
+        request: Request<WebFetchRequest>,
+    ) -> Result<Response<WebFetchResponse>, Status> {
+        self.record(ToolRequest::WebFetch(request.into_inner()));
+        match &self.web_refusal {
+            Some(message) => Err(Status::permission_denied(message.clone())),
+            None => Ok(Response::new(self.web_fetch.clone())),
+        }
     }
 }
 
@@ -105,6 +187,23 @@ pub fn config(
     executor: SocketAddr,
     stream: bool,
 ) -> pincer_runtime::Config {
+    config_with_tools(
+        llm_base_url,
+        gateway,
+        executor,
+        stream,
+        "exec: { timeoutSeconds: 20 }",
+    )
+}
+
+/// [`config`] with `tools` as the body of the config's `tools` object.
+pub fn config_with_tools(
+    llm_base_url: &str,
+    gateway: SocketAddr,
+    executor: SocketAddr,
+    stream: bool,
+    tools: &str,
+) -> pincer_runtime::Config {
     let text = format!(
         r#"{{
             services: {{
@@ -115,7 +214,7 @@ pub fn config(
             }},
             models: {{ providers: {{ fake: {{ api: "openai-chat", baseUrl: "{llm_base_url}", apiKey: "${{FAKE_API_KEY}}" }} }} }},
             agents: {{ defaults: {{ model: "fake/test-model", maxIterations: 4, stream: {stream}, historyLimit: 10, systemPrompt: "You are a test." }} }},
-            tools: {{ exec: {{ timeoutSeconds: 20 }} }},
+            tools: {{ {tools} }},
         }}"#
     );
     pincer_runtime::config::parse_config(&text, "test").unwrap()

@@ -220,14 +220,24 @@ const ULIMIT: &[(&str, Rule)] = &[
 /// `NetworkingConfig`: no endpoints (the network is `none`).
 const NETWORKING_CONFIG: &[(&str, Rule)] = &[("EndpointsConfig", Rule::Empty)];
 
-/// The `SecurityOpt` entries accepted: `no-new-privileges` in its three spellings. Any
-/// other option (`seccomp=…` — also a custom profile, `apparmor=…`, `label=…`,
-/// `systempaths=…`) loosens or replaces a default and is refused.
+/// The `SecurityOpt` entries accepted: `no-new-privileges` in its three spellings, and
+/// `seccomp=` followed by exactly [`SECCOMP_PROFILE`]. Any other option (`seccomp=unconfined`,
+/// any other profile, `apparmor=…`, `label=…`, `systempaths=…`) loosens or replaces a
+/// default and is refused.
 const NO_NEW_PRIVILEGES: &[&str] = &[
     "no-new-privileges",
     "no-new-privileges:true",
     "no-new-privileges=true",
 ];
+
+/// Pincer's seccomp profile, the very file the executor embeds and sends inline
+/// (`services/executor/src/docker/seccomp.json`). A create body must carry it, byte for
+/// byte, as `seccomp=<profile>`: Docker's default profile allows calls this one refuses
+/// (`io_uring_*`, `ptrace`, ...), so leaving it out loosens the sandbox too.
+const SECCOMP_PROFILE: &str = include_str!("../../../executor/src/docker/seccomp.json");
+
+/// How much of a refused option a refusal quotes (a profile is kilobytes long).
+const QUOTED_OPTION_CHARS: usize = 64;
 
 /// What the checks collect on the way.
 struct Context<'a> {
@@ -447,18 +457,38 @@ fn check_cap_drop(field: &str, v: &Value, _: &mut Context<'_>) -> Result<(), Ref
 
 fn check_security_opt(field: &str, v: &Value, _: &mut Context<'_>) -> Result<(), Refusal> {
     let opts = as_strings(field, v)?;
-    if let Some(bad) = opts.iter().find(|o| !NO_NEW_PRIVILEGES.contains(o)) {
+    let is_ours = |o: &str| o.strip_prefix("seccomp=") == Some(SECCOMP_PROFILE);
+    if let Some(bad) = opts
+        .iter()
+        .find(|o| !NO_NEW_PRIVILEGES.contains(o) && !is_ours(o))
+    {
+        let quoted: String = bad.chars().take(QUOTED_OPTION_CHARS).collect();
+        let more = if bad.chars().count() > QUOTED_OPTION_CHARS {
+            "…"
+        } else {
+            ""
+        };
+        let why = if bad.starts_with("seccomp=") || bad.starts_with("seccomp:") {
+            "only Pincer's own seccomp profile (services/executor/src/docker/seccomp.json, byte for byte) is accepted"
+        } else {
+            "only no-new-privileges and Pincer's seccomp profile; apparmor, label and systempaths keep their defaults"
+        };
         return Err(Refusal::field(
             field,
-            format!(
-                "{bad:?} is not accepted (only no-new-privileges; seccomp, apparmor, label and systempaths keep their defaults)"
-            ),
+            format!("{quoted:?}{more} is not accepted ({why})"),
         ));
     }
-    if opts.is_empty() {
+    if !opts.iter().any(|o| NO_NEW_PRIVILEGES.contains(o)) {
         return Err(Refusal::field(field, "must contain no-new-privileges"));
     }
-    Ok(())
+    match opts.iter().filter(|o| is_ours(o)).count() {
+        1 => Ok(()),
+        0 => Err(Refusal::field(
+            field,
+            "must contain seccomp=<Pincer's profile> (Docker's default profile allows io_uring, ptrace and more)",
+        )),
+        _ => Err(Refusal::field(field, "names the seccomp profile twice")),
+    }
 }
 
 fn check_tmpfs(field: &str, v: &Value, _: &mut Context<'_>) -> Result<(), Refusal> {

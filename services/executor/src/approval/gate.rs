@@ -67,7 +67,9 @@ pub enum GateError {
         reason: String,
     },
     /// The gateway could not be asked, and `askFallback` does not let it run.
-    #[error("this command needs the owner's approval ({reason}), but the gateway cannot be asked: {cause}")]
+    #[error(
+        "this command needs the owner's approval ({reason}), but the gateway cannot be asked: {cause}"
+    )]
     Unreachable {
         /// Why approval is needed.
         reason: String,

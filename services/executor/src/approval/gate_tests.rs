@@ -13,7 +13,8 @@ use crate::plan::{ExecLimits, ExecPlan};
 use crate::sandbox::ExecOutcome;
 
 const NOW: i64 = 1_000_000;
-const LISTING: &str = "/workspace\n/usr/bin/ls\n/usr/bin/rm\n/usr/bin/wc\n/bin/ls\n/usr/local/bin/rm\n/usr/bin/env\n";
+const LISTING: &str =
+    "/workspace\n/usr/bin/ls\n/usr/bin/rm\n/usr/bin/wc\n/bin/ls\n/usr/local/bin/rm\n/usr/bin/env\n";
 
 /// Answers the probe with [`LISTING`]; counts probes.
 struct FakeSandbox {
@@ -69,7 +70,11 @@ fn wire_policy(security: ExecSecurity, ask: ExecAsk, fallback: ExecSecurity) -> 
     }
 }
 
-fn plan_with(policy: WirePolicy, command: exec_request::Command, env: &[(&str, &str)]) -> ValidatedExecPlan {
+fn plan_with(
+    policy: WirePolicy,
+    command: exec_request::Command,
+    env: &[(&str, &str)],
+) -> ValidatedExecPlan {
     let grant = sign_claims(
         &testing::gateway_key(),
         &GrantClaims {
@@ -87,7 +92,10 @@ fn plan_with(policy: WirePolicy, command: exec_request::Command, env: &[(&str, &
         grant: Some(grant),
         session_key: "s".into(),
         command: Some(command),
-        env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
         ..Default::default()
     })
     .validate(
@@ -131,11 +139,18 @@ fn the_index_follows_path_order() {
     let cwd = RelativeCwd::parse("sub").unwrap();
     let r = index.resolver(&cwd);
     assert_eq!(r.resolve("ls").as_deref(), Some("/usr/bin/ls"));
-    assert_eq!(r.resolve("rm").as_deref(), Some("/usr/local/bin/rm"), "/usr/local/bin first");
+    assert_eq!(
+        r.resolve("rm").as_deref(),
+        Some("/usr/local/bin/rm"),
+        "/usr/local/bin first"
+    );
     assert_eq!(r.resolve("nope"), None);
     assert_eq!(r.resolve("./x").as_deref(), Some("/workspace/sub/x"));
     assert_eq!(r.resolve("../../etc/x").as_deref(), Some("/etc/x"));
-    assert_eq!(r.resolve("/usr/bin/../bin/ls").as_deref(), Some("/usr/bin/ls"));
+    assert_eq!(
+        r.resolve("/usr/bin/../bin/ls").as_deref(),
+        Some("/usr/bin/ls")
+    );
     assert_eq!(PathIndex::parse("relative\n"), None);
 }
 
@@ -161,7 +176,10 @@ async fn deny_refuses_everything() {
         shell("ls"),
         &[],
     );
-    assert!(matches!(gate.admit(plan, &workspace()).await, Err(GateError::Denied(_))));
+    assert!(matches!(
+        gate.admit(plan, &workspace()).await,
+        Err(GateError::Denied(_))
+    ));
 }
 
 #[tokio::test]
@@ -175,13 +193,19 @@ async fn allowlisted_chains_run_with_resolved_paths() {
     let admitted = gate.admit(plan, &workspace()).await.unwrap();
     assert_eq!(
         admitted.argv(),
-        ["/bin/sh", "-c", "'/usr/bin/ls' '-la' 'my dir' | '/usr/bin/wc' '-l'"]
+        [
+            "/bin/sh",
+            "-c",
+            "'/usr/bin/ls' '-la' 'my dir' | '/usr/bin/wc' '-l'"
+        ]
     );
     assert!(link.seen.lock().unwrap().is_empty());
     // The listing is reused.
     let again = plan_with(
         wire_policy(ExecSecurity::Allowlist, ExecAsk::Off, ExecSecurity::Deny),
-        exec_request::Command::Argv(pincer_proto::v1::Argv { args: vec!["ls".into(), "x".into()] }),
+        exec_request::Command::Argv(pincer_proto::v1::Argv {
+            args: vec!["ls".into(), "x".into()],
+        }),
         &[],
     );
     let admitted = gate.admit(again, &workspace()).await.unwrap();
@@ -199,7 +223,10 @@ async fn a_miss_without_ask_is_denied() {
             &[],
         );
         assert!(
-            matches!(gate.admit(plan, &workspace()).await, Err(GateError::Denied(_))),
+            matches!(
+                gate.admit(plan, &workspace()).await,
+                Err(GateError::Denied(_))
+            ),
             "{line}"
         );
     }
@@ -214,7 +241,10 @@ async fn extra_environment_is_a_miss_under_allowlist() {
         shell("ls"),
         &[("GIT_SSH_COMMAND", "rm -rf /")],
     );
-    assert!(matches!(gate.admit(plan, &workspace()).await, Err(GateError::Denied(_))));
+    assert!(matches!(
+        gate.admit(plan, &workspace()).await,
+        Err(GateError::Denied(_))
+    ));
     let plan = plan_with(
         wire_policy(ExecSecurity::Allowlist, ExecAsk::OnMiss, ExecSecurity::Deny),
         shell("ls"),
@@ -237,12 +267,20 @@ async fn the_owner_is_asked_with_the_exact_binding() {
     let admitted = gate.admit(plan.clone(), &workspace()).await.unwrap();
     assert_eq!(
         admitted.argv(),
-        ["/bin/sh", "-c", "'/usr/bin/ls' && '/usr/local/bin/rm' '-rf' 'build'"]
+        [
+            "/bin/sh",
+            "-c",
+            "'/usr/bin/ls' && '/usr/local/bin/rm' '-rf' 'build'"
+        ]
     );
     let seen = link.seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
     let req = &seen[0];
-    assert_eq!(req.grant.as_ref(), plan.grant(), "the turn's grant goes along");
+    assert_eq!(
+        req.grant.as_ref(),
+        plan.grant(),
+        "the turn's grant goes along"
+    );
     let b = req.binding.as_ref().unwrap();
     assert_eq!(
         b.command,
@@ -266,12 +304,19 @@ async fn the_owners_no_and_silence_refuse_unless_the_fallback_allows() {
     let plan = plan_with(on_miss(ExecSecurity::Deny), shell("rm x"), &[]);
     let err = silent.admit(plan, &workspace()).await.unwrap_err();
     assert!(matches!(err, GateError::Pending { .. }), "{err}");
-    assert!(err.to_string().contains("pincer approvals resolve apr_abcdefghij allow-once"));
+    assert!(
+        err.to_string()
+            .contains("pincer approvals resolve apr_abcdefghij allow-once")
+    );
     // allowlist fallback: a miss still refuses…
     let plan = plan_with(on_miss(ExecSecurity::Allowlist), shell("rm x"), &[]);
     assert!(silent.admit(plan, &workspace()).await.is_err());
     // …but `ask: always` on a covered command runs.
-    let always = wire_policy(ExecSecurity::Allowlist, ExecAsk::Always, ExecSecurity::Allowlist);
+    let always = wire_policy(
+        ExecSecurity::Allowlist,
+        ExecAsk::Always,
+        ExecSecurity::Allowlist,
+    );
     let plan = plan_with(always, shell("ls"), &[]);
     assert!(silent.admit(plan, &workspace()).await.is_ok());
     // full fallback runs.

@@ -24,12 +24,30 @@ pub const WORKSPACE_MOUNT: &str = "/workspace";
 pub const TMP_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=64m";
 /// Open files per process.
 pub const NOFILE_LIMIT: i64 = 1024;
+/// Largest file a sandboxed process may write (`RLIMIT_FSIZE`, SIGXFSZ beyond; `EFBIG`
+/// where the signal is ignored): the jail backend's default, so both backends cap the same.
+pub const FILE_SIZE_LIMIT: u64 = 64 << 20;
+/// Pincer's seccomp profile in Docker's JSON format (`seccomp.json` beside this file),
+/// stricter than Docker's default: an allowlist answering `EPERM` for everything else,
+/// including what Docker 20.10's default allows (`io_uring_*`, `ptrace`, `name_to_handle_at`,
+/// `TIOCSTI`, exotic socket families). The engine takes the profile's text inline, so it
+/// travels in the create body as `seccomp=<text>`; the Docker guard accepts exactly this
+/// text and no other profile.
+pub const SECCOMP_PROFILE: &str = include_str!("seccomp.json");
 /// The whole environment of a sandboxed process.
 pub const SANDBOX_ENV: [&str; 3] = [
     "PATH=/usr/local/bin:/usr/bin:/bin",
     "HOME=/tmp",
     "LANG=C.UTF-8",
 ];
+
+/// `HostConfig.SecurityOpt`: no new privileges, and Pincer's seccomp profile.
+pub fn security_opts() -> Vec<String> {
+    vec![
+        "no-new-privileges:true".to_owned(),
+        format!("seccomp={SECCOMP_PROFILE}"),
+    ]
+}
 
 /// The create body for one call. `bind_source` is the agent's workspace as the Docker
 /// engine sees it.
@@ -56,14 +74,18 @@ pub fn container_body(
         tmpfs: Some(HashMap::from([("/tmp".to_owned(), TMP_OPTIONS.to_owned())])),
         cap_drop: Some(vec!["ALL".to_owned()]),
         cap_add: None,
-        security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+        security_opt: Some(security_opts()),
         privileged: Some(false),
         devices: Some(vec![]),
         pids_limit: Some(i64::from(settings.pids_limit)),
         memory: Some(clamp(settings.memory_bytes)),
         memory_swap: Some(clamp(settings.memory_bytes)),
         nano_cpus: Some(clamp(settings.nano_cpus)),
-        ulimits: Some(vec![ulimit("nofile", NOFILE_LIMIT), ulimit("core", 0)]),
+        ulimits: Some(vec![
+            ulimit("nofile", NOFILE_LIMIT),
+            ulimit("core", 0),
+            ulimit("fsize", clamp(FILE_SIZE_LIMIT)),
+        ]),
         ipc_mode: Some("private".to_owned()),
         mounts: Some(vec![Mount {
             target: Some(WORKSPACE_MOUNT.to_owned()),
@@ -83,6 +105,11 @@ pub fn container_body(
         }),
         // Removed by the executor after the exit code is read.
         auto_remove: Some(false),
+        // Docker's tiny init (tini) is pid 1 and the command its child: signals the command
+        // does not handle keep their default action (a pid-1 command would ignore them, e.g.
+        // SIGXFSZ at the file-size cap), a death by signal N reads as 128+N, and orphans are
+        // reaped instead of filling the pids limit as zombies.
+        init: Some(true),
         ..Default::default()
     };
     ContainerCreateBody {
@@ -92,7 +119,14 @@ pub fn container_body(
         entrypoint: Some(vec![]),
         user: Some(settings.user.docker_user()),
         working_dir: Some(plan.cwd().under(WORKSPACE_MOUNT)),
-        env: Some(SANDBOX_ENV.iter().map(|s| (*s).to_owned()).collect()),
+        // Ours first; the plan's extra variables were checked not to touch ours.
+        env: Some(
+            SANDBOX_ENV
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain(plan.env().iter().map(|(k, v)| format!("{k}={v}")))
+                .collect(),
+        ),
         labels: Some(labels),
         network_disabled: Some(true),
         attach_stdin: Some(false),
@@ -139,6 +173,7 @@ mod tests {
             command: Some(exec_request::Command::Shell("echo hi".into())),
             cwd: "notes/./x".into(),
             timeout_ms: 0,
+            ..Default::default()
         })
         .validate(
             ExecLimits {
@@ -159,7 +194,10 @@ mod tests {
         assert_eq!(hc.tmpfs.unwrap()["/tmp"], TMP_OPTIONS);
         assert_eq!(hc.cap_drop.unwrap(), ["ALL"]);
         assert!(hc.cap_add.is_none());
-        assert_eq!(hc.security_opt.unwrap(), ["no-new-privileges:true"]);
+        let opts = hc.security_opt.unwrap();
+        assert_eq!(opts.len(), 2);
+        assert_eq!(opts[0], "no-new-privileges:true");
+        assert_eq!(opts[1].strip_prefix("seccomp="), Some(SECCOMP_PROFILE));
         assert_eq!(hc.privileged, Some(false));
         assert!(hc.devices.unwrap().is_empty());
         assert_eq!(hc.pids_limit, Some(128));
@@ -170,6 +208,7 @@ mod tests {
         assert!(hc.pid_mode.is_none() && hc.uts_mode.is_none() && hc.userns_mode.is_none());
         assert!(hc.binds.is_none() && hc.volumes_from.is_none());
         assert_eq!(hc.auto_remove, Some(false));
+        assert_eq!(hc.init, Some(true));
         let ulimits = hc.ulimits.unwrap();
         assert!(
             ulimits
@@ -177,6 +216,11 @@ mod tests {
                 .any(|u| u.name.as_deref() == Some("core") && u.hard == Some(0))
         );
         assert!(ulimits.iter().any(|u| u.name.as_deref() == Some("nofile")));
+        assert!(
+            ulimits
+                .iter()
+                .any(|u| u.name.as_deref() == Some("fsize") && u.hard == Some(64 << 20))
+        );
         let mounts = hc.mounts.unwrap();
         assert_eq!(mounts.len(), 1);
         assert_eq!(mounts[0].source.as_deref(), Some("/srv/ws/main"));
@@ -191,5 +235,153 @@ mod tests {
         assert_eq!(labels[SANDBOX_LABEL], "1");
         assert_eq!(labels[INSTANCE_LABEL], "inst-1");
         assert_eq!(body.tty, Some(false));
+    }
+
+    #[test]
+    fn extra_environment_follows_ours() {
+        let mut req = ExecRequest {
+            grant: Some(testing::grant(&["exec"], "s", "main", i64::MAX)),
+            session_key: "s".into(),
+            command: Some(exec_request::Command::Shell("env".into())),
+            ..Default::default()
+        };
+        req.env.insert("GREETING".into(), "hello world".into());
+        let plan = ExecPlan::from(req)
+            .validate(
+                ExecLimits {
+                    max_timeout: Duration::from_secs(5),
+                },
+                &testing::keys(),
+                &FixedClock(0),
+            )
+            .unwrap();
+        let body = container_body(&settings(), &plan, "/srv/ws/main", "inst-1");
+        let env = body.env.unwrap();
+        assert_eq!(env[..3], SANDBOX_ENV.map(str::to_owned));
+        assert_eq!(env[3..], ["GREETING=hello world".to_owned()]);
+    }
+
+    #[test]
+    fn file_size_cap_matches_the_jail() {
+        assert_eq!(
+            FILE_SIZE_LIMIT,
+            pincer_jail::Limits::default().file_size_bytes.get()
+        );
+    }
+
+    /// Every syscall name the profile's rules list (allowed ones, plus clone3's ENOSYS rule).
+    fn listed_names() -> Vec<&'static str> {
+        let mut names = Vec::new();
+        let mut rest = SECCOMP_PROFILE;
+        while let Some(start) = rest.find("\"names\": [") {
+            let after = &rest[start + "\"names\": [".len()..];
+            let end = after.find(']').unwrap();
+            names.extend(
+                after[..end]
+                    .split(',')
+                    .map(|n| n.trim().trim_matches('"'))
+                    .filter(|n| !n.is_empty()),
+            );
+            rest = &after[end..];
+        }
+        names
+    }
+
+    #[test]
+    fn seccomp_profile_is_an_allowlist_without_the_dangerous_calls() {
+        assert!(SECCOMP_PROFILE.contains("\"defaultAction\": \"SCMP_ACT_ERRNO\""));
+        assert!(SECCOMP_PROFILE.contains("\"defaultErrnoRet\": 1,"));
+        assert!(!SECCOMP_PROFILE.contains("SCMP_ACT_TRACE"));
+        assert!(!SECCOMP_PROFILE.contains("SCMP_ACT_LOG"));
+        for arch in [
+            "SCMP_ARCH_X86_64",
+            "SCMP_ARCH_X86",
+            "SCMP_ARCH_X32",
+            "SCMP_ARCH_AARCH64",
+        ] {
+            assert!(SECCOMP_PROFILE.contains(&format!("\"{arch}\"")), "{arch}");
+        }
+        let names = listed_names();
+        assert!(names.len() > 300, "{}", names.len());
+        for denied in [
+            "io_uring_setup",
+            "io_uring_enter",
+            "io_uring_register",
+            "bpf",
+            "perf_event_open",
+            "userfaultfd",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "ptrace",
+            "process_vm_readv",
+            "process_vm_writev",
+            "pidfd_getfd",
+            "kcmp",
+            "mount",
+            "umount",
+            "umount2",
+            "pivot_root",
+            "chroot",
+            "fsopen",
+            "fsconfig",
+            "fsmount",
+            "fspick",
+            "move_mount",
+            "open_tree",
+            "mount_setattr",
+            "unshare",
+            "setns",
+            "kexec_load",
+            "kexec_file_load",
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "reboot",
+            "swapon",
+            "swapoff",
+            "acct",
+            "open_by_handle_at",
+            "name_to_handle_at",
+            "syslog",
+            "quotactl",
+            "lookup_dcookie",
+            "fanotify_init",
+            "fanotify_mark",
+            "settimeofday",
+            "clock_settime",
+            "sethostname",
+            "setdomainname",
+            "vhangup",
+            "iopl",
+            "ioperm",
+            "modify_ldt",
+            "uselib",
+            "socketcall",
+        ] {
+            assert!(!names.contains(&denied), "{denied} is listed");
+        }
+        // Argument-checked: clone (no namespace flags), socket (four families), personality,
+        // ioctl (not TIOCSTI/TIOCLINUX); clone3 answers ENOSYS.
+        for checked in ["clone", "socket", "personality", "ioctl"] {
+            let n = names.iter().filter(|n| **n == checked).count();
+            assert!(n >= 1, "{checked}");
+        }
+        assert!(
+            SECCOMP_PROFILE.contains(
+                "\"names\": [\"clone3\"], \"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 38"
+            )
+        );
+        for needed in [
+            "read",
+            "write",
+            "execve",
+            "openat",
+            "mmap",
+            "arch_prctl",
+            "wait4",
+        ] {
+            assert!(names.contains(&needed), "{needed}");
+        }
     }
 }

@@ -85,11 +85,19 @@ pub fn docker_config() -> DockerConfig {
     }
 }
 
+/// `tools.exec` as the config's defaults (so fields added there keep their defaults here),
+/// enabled, with a 30 s limit and [`MAX_OUTPUT`].
 pub fn exec_config() -> ExecToolConfig {
+    let text = r#"{
+        models: { providers: { fake: { api: "openai-chat", baseUrl: "http://127.0.0.1:9/v1" } } },
+        agents: { defaults: { model: "fake/m" } },
+    }"#;
+    let config = pincer_runtime::config::parse_config(text, "test").unwrap();
     ExecToolConfig {
         enabled: true,
         timeout: Duration::from_secs(30),
         max_output_bytes: MAX_OUTPUT,
+        ..config.exec
     }
 }
 
@@ -119,6 +127,7 @@ pub fn shell_request(line: &str, timeout_ms: u32) -> ExecRequest {
         command: Some(exec_request::Command::Shell(line.into())),
         cwd: String::new(),
         timeout_ms,
+        ..Default::default()
     }
 }
 
@@ -132,15 +141,19 @@ pub fn argv_request(args: &[&str]) -> ExecRequest {
 }
 
 pub fn validate(req: ExecRequest) -> ValidatedExecPlan {
-    ExecPlan::from(req)
-        .validate(
-            ExecLimits {
-                max_timeout: Duration::from_secs(30),
-            },
-            &pincer_executor::grant::testing::keys(),
-            &FixedClock(now_ms()),
-        )
-        .unwrap()
+    try_validate(req).unwrap()
+}
+
+/// The executor's validation of a request (grant, command, cwd, timeout), as the service
+/// runs it.
+pub fn try_validate(req: ExecRequest) -> Result<ValidatedExecPlan, ExecutorError> {
+    ExecPlan::from(req).validate(
+        ExecLimits {
+            max_timeout: Duration::from_secs(30),
+        },
+        &pincer_executor::grant::testing::keys(),
+        &FixedClock(now_ms()),
+    )
 }
 
 /// A Docker backend over a temporary workspace root.
@@ -181,6 +194,18 @@ impl Harness {
 
     pub async fn shell(&self, line: &str) -> ExecOutcome {
         self.run(shell_request(line, 0)).await
+    }
+
+    /// Runs `python3 -c code` (argv, no shell).
+    pub async fn py(&self, code: &str) -> ExecOutcome {
+        self.run(argv_request(&["python3", "-c", code])).await
+    }
+
+    /// Validates, prepares the workspace and runs, returning the first error of the three.
+    pub async fn try_exec(&self, req: ExecRequest) -> Result<ExecOutcome, ExecutorError> {
+        let plan = try_validate(req)?;
+        let workspace = self.workspaces.prepare(&plan)?;
+        self.backend.run(plan, workspace).await
     }
 
     /// Containers this harness's backend created that still exist.

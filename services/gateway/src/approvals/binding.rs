@@ -76,7 +76,11 @@ impl Binding {
         };
         command
             + self.cwd.len()
-            + self.env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + self
+                .env
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
             + self.executables.iter().map(String::len).sum::<usize>()
     }
 

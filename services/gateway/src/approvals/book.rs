@@ -264,9 +264,8 @@ impl ApprovalBook {
 
     /// What covers a call of `requester` with a binding hashing to `hash`.
     pub fn find(&self, requester: &Requester, hash: BindingHash, now_ms: i64) -> Found {
-        let same_agent = |a: &&Approval| {
-            a.requester.agent_id == requester.agent_id && a.binding.hash() == hash
-        };
+        let same_agent =
+            |a: &&Approval| a.requester.agent_id == requester.agent_id && a.binding.hash() == hash;
         let mine = self.items.values().filter(same_agent);
         let mut pending = None;
         let mut once = None;

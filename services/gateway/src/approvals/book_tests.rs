@@ -47,7 +47,13 @@ fn ids_are_random_and_parse_back() {
     let b = ApprovalId::random();
     assert_ne!(a, b);
     assert_eq!(ApprovalId::parse(a.as_str()), Some(a));
-    for bad in ["", "apr_", "apr_0000000000", "xyz_abcdefghij", "apr_abcdefghijk"] {
+    for bad in [
+        "",
+        "apr_",
+        "apr_0000000000",
+        "xyz_abcdefghij",
+        "apr_abcdefghijk",
+    ] {
         assert_eq!(ApprovalId::parse(bad), None, "{bad}");
     }
 }
@@ -106,7 +112,10 @@ fn requests_and_unused_approvals_expire() {
     let id = ask(&mut book, "s1", "ls", 100);
     decide(&mut book, &id, Decision::AllowOnce, 200);
     assert_eq!(book.take(&id, 100 + APPROVAL_TTL_MS), Taken::Gone);
-    assert_eq!(book.find(&who("s1"), h, 100 + APPROVAL_TTL_MS), Found::Nothing);
+    assert_eq!(
+        book.find(&who("s1"), h, 100 + APPROVAL_TTL_MS),
+        Found::Nothing
+    );
     assert_eq!(
         book.get(&id).unwrap().state_name(100 + APPROVAL_TTL_MS),
         "expired"
@@ -143,7 +152,11 @@ fn the_waiter_takes_its_answer_once() {
         panic!("allowed once");
     };
     book.put(used);
-    assert_eq!(book.take(&id, 4), Taken::Gone, "a second waiter gets nothing");
+    assert_eq!(
+        book.take(&id, 4),
+        Taken::Gone,
+        "a second waiter gets nothing"
+    );
 
     let id = ask(&mut book, "s1", "ls", 0);
     decide(&mut book, &id, Decision::Deny, 2);
@@ -157,7 +170,13 @@ fn open_requests_are_capped_per_agent() {
         ask(&mut book, "s1", &format!("cmd {i}"), 0);
     }
     assert!(matches!(
-        book.open(ApprovalId::random(), who("s1"), binding("one more"), String::new(), 1),
+        book.open(
+            ApprovalId::random(),
+            who("s1"),
+            binding("one more"),
+            String::new(),
+            1
+        ),
         Err(BookError::TooManyPending { .. })
     ));
     // Once they expire, new requests are accepted again.

@@ -9,7 +9,9 @@ use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::binding::Binding;
-use super::book::{Approval, ApprovalBook, ApprovalId, BookError, Decision, Found, Requester, Taken};
+use super::book::{
+    Approval, ApprovalBook, ApprovalId, BookError, Decision, Found, Requester, Taken,
+};
 use crate::operator::events::EventBus;
 use crate::store::approvals as table;
 use crate::store::db::now_ms;
