@@ -177,6 +177,8 @@ pub enum GrantError {
 /// What a call needs of the workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkspaceNeed {
+    /// Nothing (the tool never touches the workspace, e.g. `web_fetch`).
+    Nothing,
     /// Reading it.
     Read,
     /// Changing it.
@@ -267,6 +269,7 @@ pub fn check_grant(
         WorkspaceAccess::None | WorkspaceAccess::Unspecified => Access::None,
     };
     let enough = match need {
+        WorkspaceNeed::Nothing => true,
         WorkspaceNeed::Read => access != Access::None,
         WorkspaceNeed::Write => access == Access::ReadWrite,
     };
@@ -274,6 +277,7 @@ pub fn check_grant(
         return Err(GrantError::WorkspaceAccess {
             granted: access.name(),
             needed: match need {
+                WorkspaceNeed::Nothing => "no",
                 WorkspaceNeed::Read => "read",
                 WorkspaceNeed::Write => "write",
             },

@@ -5,9 +5,8 @@
 //! guard's refusals name the rule and reach the caller as `PermissionDenied`.
 
 use pincer_egress::{Dialer, Fetcher, Limits};
-use pincer_proto::v1::{GrantClaims, NetworkAccess, TurnGrant, WebFetchRequest, WebFetchResponse};
+use pincer_proto::v1::{TurnGrant, WebFetchRequest, WebFetchResponse};
 use pincer_runtime::config::validate::WebFetchToolConfig;
-use prost::Message;
 
 use crate::ExecutorError;
 use crate::grant::{Clock, GrantError, GrantKeys, Tool, WorkspaceNeed, check_grant};
@@ -96,71 +95,24 @@ struct WebGrant {
     egress: bool,
 }
 
-/// Checks the grant for `web_fetch`. The tool does not touch the workspace, so a grant
-/// without workspace access still allows it; `check_grant` has no "no workspace" need,
-/// so when it refuses for workspace access only, this function verifies the grant again
-/// itself (signature, claims, tool, expiry, session) without the workspace rule, never
-/// relying on the order of `check_grant`'s checks.
+/// Checks the grant for `web_fetch`, which never touches the workspace.
 fn check_web_grant(
     grant: Option<&TurnGrant>,
     session_key: &str,
     keys: &dyn GrantKeys,
     clock: &dyn Clock,
 ) -> Result<WebGrant, GrantError> {
-    match check_grant(
+    let g = check_grant(
         grant,
         session_key,
         Tool::WebFetch,
-        WorkspaceNeed::Read,
+        WorkspaceNeed::Nothing,
         keys,
         clock,
-    ) {
-        Ok(g) => Ok(WebGrant {
-            turn_id: g.turn_id,
-            egress: g.egress,
-        }),
-        Err(GrantError::WorkspaceAccess { .. }) => {
-            verify_without_workspace(grant, session_key, keys, clock)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-fn verify_without_workspace(
-    grant: Option<&TurnGrant>,
-    session_key: &str,
-    keys: &dyn GrantKeys,
-    clock: &dyn Clock,
-) -> Result<WebGrant, GrantError> {
-    let grant = grant.ok_or(GrantError::Missing)?;
-    let key = keys
-        .key(&grant.key_id)
-        .ok_or_else(|| GrantError::UnknownKey {
-            key_id: grant.key_id.chars().take(16).collect(),
-        })?;
-    pincer_identity::verify_grant(&key, &grant.claims, &grant.signature)
-        .map_err(|_| GrantError::BadSignature)?;
-    let claims = GrantClaims::decode(grant.claims.as_slice()).map_err(|_| GrantError::Malformed)?;
-    let tool = Tool::WebFetch.name();
-    if !claims.allowed_tools.iter().any(|t| t == tool) {
-        return Err(GrantError::ToolNotAllowed { tool });
-    }
-    let now_ms = clock.now_ms();
-    if claims.expires_at_ms <= now_ms {
-        return Err(GrantError::Expired {
-            expires_at_ms: claims.expires_at_ms,
-            now_ms,
-        });
-    }
-    if claims.session_key != session_key {
-        return Err(GrantError::SessionMismatch {
-            granted: claims.session_key,
-            requested: session_key.chars().take(128).collect(),
-        });
-    }
+    )?;
     Ok(WebGrant {
-        egress: claims.network() == NetworkAccess::Egress,
-        turn_id: claims.turn_id,
+        turn_id: g.turn_id,
+        egress: g.egress,
     })
 }
 
@@ -225,7 +177,7 @@ fn cut(mut text: String, max: usize) -> (String, bool) {
 mod tests {
     use super::*;
     use crate::grant::{FixedClock, sign_claims, testing};
-    use pincer_proto::v1::WorkspaceAccess;
+    use pincer_proto::v1::{GrantClaims, NetworkAccess, WorkspaceAccess};
 
     fn claims(access: WorkspaceAccess, network: NetworkAccess) -> GrantClaims {
         GrantClaims {
