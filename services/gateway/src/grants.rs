@@ -155,7 +155,7 @@ impl TurnTools {
             return (tools, NetworkAccess::None, self.exec_policy.clone());
         }
         if self.exec {
-            tools.push("exec".to_owned());
+            tools.extend(["exec", "process"].map(str::to_owned));
         }
         if self.files {
             tools.extend(

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 pub const MAX_BINDING_BYTES: usize = 128 * 1024;
 
 /// The command part.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BoundCommand {
     /// A program and its arguments.
@@ -22,7 +22,7 @@ pub enum BoundCommand {
 }
 
 /// One exec call, as approved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Binding {
     /// The command.
     pub command: BoundCommand,

@@ -85,7 +85,7 @@ impl Decision {
 }
 
 /// Where an approval stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum ApprovalState {
     /// Waiting for the owner.
@@ -126,7 +126,7 @@ impl ApprovalState {
 }
 
 /// Who asked, from the verified grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Requester {
     /// The agent.
     pub agent_id: String,
@@ -137,7 +137,7 @@ pub struct Requester {
 }
 
 /// One request and its decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Approval {
     /// Its id.
     pub id: ApprovalId,
@@ -232,7 +232,7 @@ pub enum BookError {
 }
 
 /// Every approval the gateway knows.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ApprovalBook {
     items: BTreeMap<ApprovalId, Approval>,
 }
