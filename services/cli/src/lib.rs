@@ -10,7 +10,7 @@
 //! | [`device`] | this client's device key and device token |
 //! | [`operator_cmd`] | `pincer gateway probe`, `pincer status`, `pincer health`, `pincer devices …` |
 //! | [`config_cmd`] | `pincer config schema|validate` |
-//! | [`sandbox_cmd`] | `pincer sandbox exec|explain`: the jail backend from the command line |
+//! | [`sandbox_cmd`] | `pincer sandbox exec|explain`: the jail and Docker backends from the command line |
 //! | [`web_cmd`] | `pincer web fetch`: the SSRF-guarded web fetch |
 //! | [`context`] | state dir, config path and profile resolution |
 

@@ -234,10 +234,17 @@ fn print_approvals(result: &Value) {
         let cwd = text(&a["cwd"]);
         println!(
             "    cwd          {}",
-            if cwd.is_empty() { "(workspace root)" } else { &cwd }
+            if cwd.is_empty() {
+                "(workspace root)"
+            } else {
+                &cwd
+            }
         );
         if let Some(env) = a["env"].as_object().filter(|e| !e.is_empty()) {
-            let pairs: Vec<String> = env.iter().map(|(k, v)| format!("{k}={}", text(v))).collect();
+            let pairs: Vec<String> = env
+                .iter()
+                .map(|(k, v)| format!("{k}={}", text(v)))
+                .collect();
             println!("    env          {}", pairs.join(" "));
         }
         let exes: Vec<String> = a["executables"]

@@ -9,7 +9,8 @@
 //!
 //! Exit status of `exec`, for both backends: the command's own code; 128+N when signal N
 //! killed it; 124 on timeout; 127 when the program could not be executed; 125 when the
-//! sandbox refused or failed to set up (the command did not run).
+//! sandbox refused or failed to set up (the command did not run). An interrupted Docker
+//! call (SIGINT/SIGTERM) removes its container and exits 128+N.
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -260,9 +261,35 @@ async fn exec_docker(args: SandboxExecArgs) -> Result<ExitCode, CliError> {
         warn_if_not_owned(&workspace.agent_dir, user.uid, user.gid);
     }
     let backend = DockerBackend::new(docker_settings(&args, user));
-    let result = backend.run(plan, workspace).await;
+    let result = tokio::select! {
+        result = backend.run(plan, workspace) => result,
+        signal = interrupted() => {
+            // The call is abandoned: remove its container (and so everything in it) now
+            // rather than leave it running until an executor's reaper finds it.
+            if let Err(e) = backend.reap_own().await {
+                eprintln!("pincer: cannot remove the sandbox container: {e}");
+            }
+            eprintln!("pincer: interrupted; the sandbox container was removed");
+            return Ok(ExitCode::from(128 + signal));
+        }
+    };
     // `_temporary` (the private workspace, if any) is removed when this returns.
     Ok(report_docker(result))
+}
+
+/// Resolves with the signal number on SIGINT or SIGTERM (never, if neither can be watched).
+async fn interrupted() -> u8 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => 2,
+        _ = term.recv() => 15,
+    }
 }
 
 /// The executor's settings for one CLI call: its defaults, `--image`, `DOCKER_HOST`.

@@ -374,3 +374,60 @@ fn the_docker_defaults_are_the_executors() {
     assert_eq!(docker.pids_limit, DOCKER_PIDS_LIMIT);
     assert_eq!(docker.nano_cpus, DOCKER_NANO_CPUS);
 }
+
+#[test]
+fn an_interrupted_call_removes_its_container() {
+    if !require_docker("an_interrupted_call_removes_its_container") {
+        return;
+    }
+    let marker = format!("pincer-cli-interrupt-{}", std::process::id());
+    let state = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_pincer"))
+        .args(["sandbox", "exec", "--backend", "docker", "--"])
+        .args([
+            "sh",
+            "-c",
+            &format!("echo started; sleep 300; echo {marker}"),
+        ])
+        .env("PINCER_STATE_DIR", state.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ours = || {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "--no-trunc",
+                "--filter",
+                "label=pincer.agent=cli",
+                "--format",
+                "{{.Command}}",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&marker))
+            .count()
+    };
+    let started = Instant::now();
+    while ours() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the container never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    assert_eq!(ours(), 0, "the container survived the interrupt");
+}

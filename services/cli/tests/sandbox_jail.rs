@@ -98,18 +98,6 @@ fn a_signal_becomes_128_plus_n() {
 }
 
 #[test]
-fn the_docker_backend_is_refused_not_faked() {
-    let o = exec(&["--backend", "docker"], &["echo", "hi"]);
-    assert_eq!(o.status.code(), Some(125));
-    assert_eq!(stdout(&o), "");
-    assert!(
-        stderr(&o).contains("docker backend is not available from the CLI yet"),
-        "{}",
-        stderr(&o)
-    );
-}
-
-#[test]
 fn a_timeout_kills_and_exits_124() {
     let started = Instant::now();
     let o = exec(&["--timeout", "1"], &["sh", "-c", "trap '' TERM; sleep 30"]);

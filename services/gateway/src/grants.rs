@@ -8,8 +8,8 @@ use std::sync::Arc;
 use pincer_identity::DeviceKey;
 use pincer_proto::v1::executor_link_service_server::ExecutorLinkService;
 use pincer_proto::v1::{
-    ApprovalAnswer, ApprovalOutcome, ApprovalRequest, ExecPolicy, GetGrantKeyRequest,
-    GrantClaims, GrantKey, NetworkAccess, TurnGrant, WorkspaceAccess,
+    ApprovalAnswer, ApprovalOutcome, ApprovalRequest, ExecPolicy, GetGrantKeyRequest, GrantClaims,
+    GrantKey, NetworkAccess, TurnGrant, WorkspaceAccess,
 };
 use prost::Message;
 
@@ -159,8 +159,14 @@ impl TurnTools {
         }
         if self.files {
             tools.extend(
-                ["read_file", "write_file", "edit_file", "apply_patch", "list_dir"]
-                    .map(str::to_owned),
+                [
+                    "read_file",
+                    "write_file",
+                    "edit_file",
+                    "apply_patch",
+                    "list_dir",
+                ]
+                .map(str::to_owned),
             );
         }
         let network = if self.web_fetch {
@@ -213,7 +219,9 @@ impl ExecutorLinkService for ExecutorLink {
             ));
         }
         if claims.expires_at_ms <= now_ms() {
-            return Err(tonic::Status::permission_denied("the turn grant has expired"));
+            return Err(tonic::Status::permission_denied(
+                "the turn grant has expired",
+            ));
         }
         let binding = Binding::from_wire(req.binding.unwrap_or_default())
             .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;

@@ -190,7 +190,7 @@ impl Model for ApprovalsModel {
                 Found::Once(used) => {
                     let i = index(&used.id);
                     if self.variant != Variant::OnceNotConsumed {
-                        s.book.put(used);
+                        s.book.put(*used);
                     }
                     Self::run(&mut s, i, session, b);
                 }
@@ -227,7 +227,7 @@ impl Model for ApprovalsModel {
                     Taken::Pending => return None,
                     Taken::Once(used) => {
                         if self.variant != Variant::OnceNotConsumed {
-                            s.book.put(used);
+                            s.book.put(*used);
                         }
                         Self::run(&mut s, i, session, b);
                     }

@@ -182,7 +182,7 @@ pub enum Found {
     /// An allow-always entry covers it.
     Always(ApprovalId),
     /// An unused allow-once covers it; persist the returned row (now `Used`), then put it.
-    Once(Approval),
+    Once(Box<Approval>),
     /// The same call is already waiting for the owner.
     Pending(ApprovalId),
     /// Nothing covers it; open a request.
@@ -195,7 +195,7 @@ pub enum Taken {
     /// Still waiting.
     Pending,
     /// Approved once: persist the returned row (now `Used`), then put it.
-    Once(Approval),
+    Once(Box<Approval>),
     /// Approved always.
     Always,
     /// Refused.
@@ -258,7 +258,7 @@ impl ApprovalBook {
     /// Every approval, newest first.
     pub fn list(&self) -> Vec<&Approval> {
         let mut all: Vec<&Approval> = self.items.values().collect();
-        all.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+        all.sort_by_key(|a| std::cmp::Reverse(a.created_ms));
         all
     }
 
@@ -286,10 +286,10 @@ impl ApprovalBook {
             }
         }
         match (once, pending) {
-            (Some(a), _) => Found::Once(Approval {
+            (Some(a), _) => Found::Once(Box::new(Approval {
                 state: ApprovalState::Used { at_ms: now_ms },
                 ..a.clone()
-            }),
+            })),
             (None, Some(a)) => Found::Pending(a.id.clone()),
             (None, None) => Found::Nothing,
         }
@@ -374,10 +374,10 @@ impl ApprovalBook {
             ApprovalState::Used { .. } => Taken::Gone,
             _ if !a.live(now_ms) => Taken::Gone,
             ApprovalState::Pending => Taken::Pending,
-            ApprovalState::AllowedOnce { .. } => Taken::Once(Approval {
+            ApprovalState::AllowedOnce { .. } => Taken::Once(Box::new(Approval {
                 state: ApprovalState::Used { at_ms: now_ms },
                 ..a.clone()
-            }),
+            })),
         }
     }
 

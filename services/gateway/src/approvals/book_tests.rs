@@ -75,7 +75,7 @@ fn allow_once_covers_exactly_one_identical_call() {
         panic!("allow-once must cover the identical call");
     };
     assert_eq!(used.state, ApprovalState::Used { at_ms: 20 });
-    book.put(used);
+    book.put(*used);
     assert_eq!(book.find(&who("s1"), h, 30), Found::Nothing, "single use");
 }
 
@@ -151,7 +151,7 @@ fn the_waiter_takes_its_answer_once() {
     let Taken::Once(used) = book.take(&id, 3) else {
         panic!("allowed once");
     };
-    book.put(used);
+    book.put(*used);
     assert_eq!(
         book.take(&id, 4),
         Taken::Gone,

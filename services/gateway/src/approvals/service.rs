@@ -94,7 +94,7 @@ impl Approvals {
                 Found::Once(used) => {
                     self.persist(&used).await?;
                     let id = used.id.clone();
-                    book.put(used);
+                    book.put(*used);
                     return Ok(Answer::AllowedOnce(id));
                 }
                 Found::Pending(id) => id,
@@ -118,7 +118,7 @@ impl Approvals {
                     Taken::Pending => {}
                     Taken::Once(used) => {
                         self.persist(&used).await?;
-                        book.put(used);
+                        book.put(*used);
                         return Ok(Answer::AllowedOnce(id));
                     }
                     Taken::Always => return Ok(Answer::AllowedAlways(id)),

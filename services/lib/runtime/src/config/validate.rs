@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use url::Url;
 
-pub use super::raw::{ExecAskMode, ExecSecurityLevel};
 use super::raw::{
     DmPolicy, GroupPolicy, LogFormat, ProviderApi, RawConfig, RawEndpoint, RawTelegram,
     RawWebFetchTool, SandboxBackend,
 };
+pub use super::raw::{ExecAskMode, ExecSecurityLevel};
 use crate::cidr::IpCidr;
 use crate::secret::SecretRef;
 
