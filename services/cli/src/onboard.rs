@@ -47,9 +47,25 @@ pub fn demo_config(token: &str) -> String {
       pollTimeoutSeconds: 10,
     }},
   }},
-  executor: {{ backend: "docker" }},
-}}
-"#
+{executor}}}
+"#,
+        executor = executor_section()
+    )
+}
+
+/// The `executor` section: the jail (no Docker needed). As root, the jail runs commands as
+/// uid 10001, which cannot enter a private home directory, so the workspaces go to
+/// `/var/lib/pincer/workspaces` instead of the state directory.
+fn executor_section() -> String {
+    let root = if nix::unistd::geteuid().is_root() {
+        "  // As root, commands run as uid 10001, which cannot enter your home directory.\n  \
+         executor: { backend: \"jail\", workspaceRoot: \"/var/lib/pincer/workspaces\" },\n"
+    } else {
+        "  executor: { backend: \"jail\" },\n"
+    };
+    format!(
+        "  // Sandboxes: \"jail\" (this host's kernel, no Docker) or \"docker\" (a throwaway\n  \
+         // container per call; build the image with `docker build -t pincer-sandbox:latest images/sandbox`).\n{root}"
     )
 }
 
@@ -69,9 +85,9 @@ pub fn template_config(token: &str) -> String {
   agents: {{ defaults: {{ model: "anthropic/claude-sonnet-4-5" }} }},
   // To talk to Pincer on Telegram, create a bot with @BotFather and add:
   // channels: {{ telegram: {{ botToken: "${{TELEGRAM_BOT_TOKEN}}", allowFrom: ["<your numeric user id>"] }} }},
-  executor: {{ backend: "docker" }},
-}}
-"#
+{executor}}}
+"#,
+        executor = executor_section()
     )
 }
 

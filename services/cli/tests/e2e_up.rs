@@ -1,8 +1,8 @@
 //! End to end through `pincer up`: the four services as real processes, a fake Telegram and
-//! a fake LLM in this test process, the exec tool in a real Docker sandbox.
+//! a fake LLM in this test process, the exec tool in the default sandbox (the jail; the
+//! Docker backend is exercised end to end by the compose test).
 //!
-//! Needs the service binaries next to `pincer` (`cargo build --workspace --bins`), a Docker
-//! engine and the sandbox image (`scripts/test.sh` prepares all three).
+//! Needs the service binaries next to `pincer` (`cargo build --workspace --bins`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -47,7 +47,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn write_config(dir: &Path, llm: &FakeLlm, tg: &FakeTelegram) -> (PathBuf, u16) {
+fn write_config(dir: &Path, workspaces: &Path, llm: &FakeLlm, tg: &FakeTelegram) -> (PathBuf, u16) {
     let [op, gw, agent, exec] = [free_port(), free_port(), free_port(), free_port()];
     let text = format!(
         r#"{{
@@ -65,7 +65,7 @@ fn write_config(dir: &Path, llm: &FakeLlm, tg: &FakeTelegram) -> (PathBuf, u16) 
 }}"#,
         llm = llm.base_url(),
         tg = tg.base_url(),
-        ws = dir.join("workspaces").display(),
+        ws = workspaces.display(),
     );
     let path = dir.join("pincer.json5");
     pincer_runtime::paths::write_private_file(&path, text.as_bytes()).unwrap();
@@ -149,7 +149,16 @@ async fn telegram_dm_exec_chat_and_gateway_restart() {
     .await
     .unwrap();
     let state = tempfile::tempdir().unwrap();
-    let (config, op_port) = write_config(state.path(), &llm, &tg);
+    // The jail runs commands as the sandbox user (uid 10001 under root), which must be
+    // able to enter the workspaces; `pincer up` keeps the state directory 0700.
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        shared.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    let workspaces = shared.path().join("workspaces");
+    let (config, op_port) = write_config(state.path(), &workspaces, &llm, &tg);
 
     let log_path = state.path().join("up.log");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -178,7 +187,7 @@ async fn telegram_dm_exec_chat_and_gateway_restart() {
     tg.inject_message(InjectMessage::private(STRANGER, "hello?"))
         .unwrap();
 
-    // 3. The model calls exec; it runs in a throwaway container; the output comes back.
+    // 3. The model calls exec; it runs in a jail; the output comes back.
     tg.inject_message(InjectMessage::private(
         OWNER,
         "run: echo hi > note.txt && cat note.txt",
@@ -190,7 +199,7 @@ async fn telegram_dm_exec_chat_and_gateway_restart() {
         "exec output in the reply: {:?}",
         replies[1]
     );
-    let note = std::fs::read_to_string(state.path().join("workspaces/main/note.txt")).unwrap();
+    let note = std::fs::read_to_string(workspaces.join("main/note.txt")).unwrap();
     assert_eq!(note, "hi\n");
 
     // 4. `pincer chat -m` goes through the operator API.

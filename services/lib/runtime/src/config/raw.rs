@@ -506,8 +506,8 @@ pub struct RawExecTool {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawExecutor {
-    /// Sandbox backend: `docker` (a throwaway container per call) or `jail` (Landlock +
-    /// seccomp + rlimits on this host, no Docker).
+    /// Sandbox backend: `jail` (default: Landlock + seccomp + rlimits on this host, no
+    /// Docker) or `docker` (a throwaway container per call; what the compose stack uses).
     #[serde(default)]
     pub backend: Option<SandboxBackend>,
     /// Host directory holding each agent's workspace (default `<state dir>/workspaces`).

@@ -740,7 +740,7 @@ fn validate_executor(raw: &RawConfig, issues: &mut Issues) -> ExecutorConfig {
         );
     }
     ExecutorConfig {
-        backend: e.backend.unwrap_or(SandboxBackend::Docker),
+        backend: e.backend.unwrap_or(SandboxBackend::Jail),
         workspace_root: absolute(&e.workspace_root, "executor.workspaceRoot", issues),
         docker: DockerConfig {
             host: d.host.clone(),
