@@ -22,7 +22,9 @@ use tonic::transport::Channel;
 
 use crate::error::TurnFailure;
 use crate::model::{ModelClient, ModelRequest, ModelResponse, TextSink, ToolCall, ToolResult};
-use crate::tools::{ExecutorCall, executor_call, files, render_exec_response, web};
+use crate::tools::{
+    ExecutorCall, ProcessCall, executor_call, files, process, render_exec_response, web,
+};
 use crate::turn::{Action, PlannedCall, Turn};
 
 /// The stream of events to the gateway.
@@ -40,6 +42,10 @@ const FILE_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a `web_fetch` call may take: the executor's own limit (`tools.webFetch.
 /// timeoutSeconds`, at most 120 s) plus a grace.
 const WEB_FETCH_DEADLINE: Duration = Duration::from_secs(150);
+
+/// Extra time a `process` call gets beyond its own wait (a poll's wait, a start's approval
+/// wait, a kill's cleanup).
+const PROCESS_GRACE: Duration = Duration::from_secs(60);
 
 /// Stops waits when the gateway goes away or the agent is stopping.
 #[derive(Debug, Clone, Copy)]
@@ -232,6 +238,48 @@ impl TurnRunner {
                     .web_fetch(deadline(request, WEB_FETCH_DEADLINE))
                     .await;
                 outcome(tool, result, web::render)
+            }
+            ExecutorCall::Process(call) => self.call_process(tool, executor, call).await,
+        }
+    }
+
+    /// One `process` action on the executor.
+    async fn call_process(
+        &self,
+        tool: &str,
+        mut executor: ExecutorClient,
+        call: ProcessCall,
+    ) -> (String, bool) {
+        match call {
+            ProcessCall::Start(request) => {
+                let limit = self.exec.approval_timeout + PROCESS_GRACE;
+                let result = executor.process_start(deadline(request, limit)).await;
+                outcome(tool, result, process::render_start)
+            }
+            ProcessCall::Poll(request) => {
+                let limit = Duration::from_millis(u64::from(request.wait_ms)) + PROCESS_GRACE;
+                let max_bytes = usize::try_from(self.exec.max_output_bytes).unwrap_or(usize::MAX);
+                let result = executor.process_poll(deadline(request, limit)).await;
+                outcome(tool, result, |r| process::render_poll(r, max_bytes))
+            }
+            ProcessCall::Write(request) => {
+                let (sent, close) = (request.data.len(), request.close_stdin);
+                let result = executor
+                    .process_write(deadline(request, PROCESS_GRACE))
+                    .await;
+                outcome(tool, result, |r| process::render_write(sent, close, r))
+            }
+            ProcessCall::Kill(request) => {
+                let result = executor
+                    .process_kill(deadline(request, PROCESS_GRACE))
+                    .await;
+                outcome(tool, result, process::render_kill)
+            }
+            ProcessCall::List(request) => {
+                let result = executor
+                    .process_list(deadline(request, PROCESS_GRACE))
+                    .await;
+                outcome(tool, result, process::render_list)
             }
         }
     }

@@ -5,6 +5,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`exec`] | `exec` |
+//! | [`process`] | `process`: background commands (start, poll, write, kill, list) |
 //! | [`files`] | `read_file`, `write_file`, `edit_file`, `apply_patch`, `list_dir` |
 //! | [`web`] | `web_fetch` |
 //! | `args` | strict JSON argument parsing shared by the tools |
@@ -12,6 +13,7 @@
 mod args;
 pub mod exec;
 pub mod files;
+pub mod process;
 pub mod web;
 
 use std::time::Duration;
@@ -24,6 +26,7 @@ use pincer_runtime::Config;
 use prost::Message;
 
 pub use exec::{EXEC_TOOL, ExecArgs, MAX_EXEC_TIMEOUT, exec_definition, render_exec_response};
+pub use process::{PROCESS_TOOL, ProcessCall};
 pub use web::WEB_FETCH_TOOL;
 
 use crate::model::ToolDefinition;
@@ -33,7 +36,7 @@ use crate::model::ToolDefinition;
 /// the turn's grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ToolSwitches {
-    /// `exec`.
+    /// `exec` and `process`.
     pub exec: bool,
     /// The five file tools.
     pub files: bool,
@@ -64,6 +67,7 @@ pub fn offered_tools(switches: ToolSwitches, grant: Option<&TurnGrant>) -> Vec<T
     let mut all = Vec::new();
     if switches.exec {
         all.push(exec_definition());
+        all.push(process::definition());
     }
     if switches.files {
         all.extend(files::definitions());
@@ -92,6 +96,8 @@ pub enum ExecutorCall {
     ListDir(ListDirRequest),
     /// `web_fetch`.
     WebFetch(WebFetchRequest),
+    /// `process` (one of its actions).
+    Process(ProcessCall),
 }
 
 /// Parses the model's arguments for tool `name` into the executor request, forwarding
@@ -122,6 +128,9 @@ pub fn executor_call(
             }
             WEB_FETCH_TOOL => {
                 web::request(arguments_json, grant, session_key).map(ExecutorCall::WebFetch)
+            }
+            PROCESS_TOOL => {
+                process::request(arguments_json, grant, session_key).map(ExecutorCall::Process)
             }
             other => return Err(format!("tool {other:?} cannot be run by this agent")),
         };
@@ -214,9 +223,21 @@ mod tests {
             ["list_dir"]
         );
         assert!(offered_tools(ALL_ON, None).is_empty());
+        // `process` goes with `exec`: offered when exec is enabled and the grant lists it.
+        assert_eq!(
+            names(offered_tools(ALL_ON, Some(&grant(&["exec", "process"])))),
+            ["exec", "process"]
+        );
+        let no_exec = ToolSwitches {
+            exec: false,
+            ..ALL_ON
+        };
+        assert!(offered_tools(no_exec, Some(&grant(&["exec", "process"]))).is_empty());
         assert!(offered_tools(ToolSwitches::default(), Some(&grant(&every))).is_empty());
         // Definitions are strict objects the providers accept.
-        for d in offered_tools(ALL_ON, Some(&grant(&every))) {
+        let mut with_process = every.to_vec();
+        with_process.push("process");
+        for d in offered_tools(ALL_ON, Some(&grant(&with_process))) {
             assert_eq!(d.parameters["type"], "object", "{}", d.name);
             assert_eq!(d.parameters["additionalProperties"], false, "{}", d.name);
             assert!(!d.description.is_empty());
@@ -243,6 +264,10 @@ mod tests {
         assert!(err.starts_with("invalid write_file arguments: "), "{err}");
         let err = executor_call("browser", "{}", None, "s", Duration::ZERO).unwrap_err();
         assert!(err.contains("cannot be run"), "{err}");
+        assert!(matches!(
+            executor_call("process", r#"{"action":"list"}"#, None, "s", Duration::ZERO),
+            Ok(ExecutorCall::Process(ProcessCall::List(_)))
+        ));
         assert!(matches!(
             executor_call(
                 "web_fetch",

@@ -15,7 +15,9 @@ use pincer_runtime::Secret;
 use pincer_runtime::service_auth::{PresentCredential, ServiceName};
 use serde_json::json;
 use support::llm::{Reply, ScriptedLlm, openai_exec_stream, openai_text_stream};
-use support::peers::{self, FakeExecutor, FakeGateway, GATEWAY_SECRET, RunningAgent, ToolRequest};
+use support::peers::{
+    self, FAKE_PROCESS_ID, FakeExecutor, FakeGateway, GATEWAY_SECRET, RunningAgent, ToolRequest,
+};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -632,4 +634,102 @@ async fn tools_disabled_in_the_config_are_not_offered_whatever_the_grant() {
         .into_inner();
     collect(&mut stream).await.unwrap();
     assert_eq!(offered(&s.llm.requests()[0].body), ["exec"]);
+}
+
+#[tokio::test]
+async fn the_process_tool_is_offered_with_exec_and_dispatched_by_action() {
+    let executor = FakeExecutor {
+        process_output: b"Serving HTTP on 0.0.0.0 port 8000\n".to_vec(),
+        ..FakeExecutor::default()
+    };
+    let poll = format!(r#"{{"action":"poll","process_id":"{FAKE_PROCESS_ID}","wait_seconds":2}}"#);
+    let write = format!(r#"{{"action":"write","process_id":"{FAKE_PROCESS_ID}","input":"q\n"}}"#);
+    let kill = format!(r#"{{"action":"kill","process_id":"{FAKE_PROCESS_ID}"}}"#);
+    let s = stack(
+        vec![
+            tool_calls(&[(
+                "call_s",
+                "process",
+                r#"{"action":"start","command":"python3 -m http.server","timeout_seconds":600}"#,
+            )]),
+            tool_calls(&[
+                ("call_p", "process", &poll),
+                ("call_w", "process", &write),
+                (
+                    "call_bad",
+                    "process",
+                    r#"{"action":"poll","process_id":"p","command":"ls"}"#,
+                ),
+            ]),
+            tool_calls(&[
+                ("call_k", "process", &kill),
+                ("call_l", "process", r#"{"action":"list"}"#),
+            ]),
+            answer("The server ran and is stopped."),
+        ],
+        executor,
+        false,
+    )
+    .await;
+    let mut client = gateway_client(&s.agent.url, GATEWAY_SECRET).await;
+    let g = grant(&["exec", "process"]);
+    let mut stream = client
+        .run_turn(run_request(g.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let events = collect(&mut stream).await.unwrap();
+    let results = tool_results(&events);
+    assert_eq!(results.len(), 6, "{events:?}");
+    let content: Vec<&str> = results.iter().map(|r| r.content.as_str()).collect();
+    assert!(results[0].ok, "{}", content[0]);
+    assert!(
+        content[0].contains(&format!("process {FAKE_PROCESS_ID}: running")),
+        "{}",
+        content[0]
+    );
+    assert!(
+        content[1].contains("--- stdout ---\nServing HTTP on 0.0.0.0 port 8000"),
+        "{}",
+        content[1]
+    );
+    assert!(content[2].contains("wrote 2 of 2 bytes"), "{}", content[2]);
+    assert!(!results[3].ok);
+    assert!(
+        content[3].contains("does not go with action \"poll\""),
+        "{}",
+        content[3]
+    );
+    assert!(content[4].contains("killed"), "{}", content[4]);
+    assert!(
+        content[5].contains("python3 -m http.server"),
+        "{}",
+        content[5]
+    );
+
+    let received = s.executor.tool_requests.lock().unwrap().clone();
+    assert_eq!(
+        received.len(),
+        5,
+        "the bad call never reached the executor: {received:?}"
+    );
+    let ToolRequest::ProcessStart(start) = &received[0] else {
+        panic!("{received:?}")
+    };
+    assert_eq!(
+        (start.grant.as_ref(), start.session_key.as_str()),
+        (Some(&g), "main")
+    );
+    assert_eq!(start.timeout_ms, 600_000);
+    let ToolRequest::ProcessPoll(p) = &received[1] else {
+        panic!("{received:?}")
+    };
+    assert_eq!((p.process_id.as_str(), p.wait_ms), (FAKE_PROCESS_ID, 2_000));
+    let ToolRequest::ProcessWrite(w) = &received[2] else {
+        panic!("{received:?}")
+    };
+    assert_eq!(w.data, b"q\n");
+    assert!(matches!(received[3], ToolRequest::ProcessKill(_)));
+    assert!(matches!(received[4], ToolRequest::ProcessList(_)));
+    assert_eq!(offered(&s.llm.requests()[0].body), ["exec", "process"]);
 }

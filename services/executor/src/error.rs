@@ -3,10 +3,12 @@
 //!
 //! | error | gRPC code |
 //! |---|---|
-//! | [`ExecutorError::Plan`], [`ExecutorError::FilePlan`], [`ExecutorError::WebPlan`] (bad request) | `InvalidArgument` |
+//! | [`ExecutorError::Plan`], [`ExecutorError::FilePlan`], [`ExecutorError::WebPlan`], [`ExecutorError::ProcessPlan`] (bad request) | `InvalidArgument` |
 //! | [`ExecutorError::Grant`] (no grant, tool not granted, expired), [`ExecutorError::Approval`] (policy, the owner, no answer), [`ExecutorError::ExecDisabled`], [`ExecutorError::FilesDisabled`], [`ExecutorError::WebFetchDisabled`], [`ExecutorError::NoNetworkGrant`] | `PermissionDenied` |
 //! | [`ExecutorError::DockerUnavailable`] | `Unavailable` |
-//! | [`ExecutorError::ImageMissing`], [`ExecutorError::WorkspaceOwnership`] | `FailedPrecondition` |
+//! | [`ExecutorError::ImageMissing`], [`ExecutorError::WorkspaceOwnership`], [`ExecutorError::ProcessesNeedJail`], [`ExecutorError::StdinClosed`] | `FailedPrecondition` |
+//! | [`ExecutorError::ProcessNotFound`] (unknown, forgotten, or another agent's or session's) | `NotFound` |
+//! | [`ExecutorError::ProcessLimit`] | `ResourceExhausted` |
 //! | [`ExecutorError::File`]: not found / leaves the workspace, refused link / wrong kind, size, contents | `NotFound` / `PermissionDenied` / `FailedPrecondition` (`AlreadyExists` for a patch adding an existing file) |
 //! | [`ExecutorError::WebFetch`]: the SSRF guard refused / timeout / too large or not text / network | `PermissionDenied` / `DeadlineExceeded` / `FailedPrecondition` / `Unavailable` |
 //! | everything else | `Internal` |
@@ -23,6 +25,7 @@ use crate::approval::gate::GateError;
 use crate::files::{FileError, FilePlanError};
 use crate::grant::GrantError;
 use crate::plan::PlanError;
+use crate::process::ProcessPlanError;
 use crate::web::WebPlanError;
 
 /// Everything that can go wrong in the executor.
@@ -55,6 +58,36 @@ pub enum ExecutorError {
     /// A `web_fetch` request is malformed.
     #[error("invalid web_fetch request: {0}")]
     WebPlan(#[from] WebPlanError),
+    /// A `process` request is malformed.
+    #[error("invalid process request: {0}")]
+    ProcessPlan(#[from] ProcessPlanError),
+    /// No such background process for this agent and session (the same answer for another
+    /// session's process, so ids cannot be probed).
+    #[error(
+        "no background process {id} in this session (ended processes are forgotten after 10 minutes); list them with the process tool's \"list\" action"
+    )]
+    ProcessNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// Too many background processes are running.
+    #[error(
+        "{limit} background processes already run {scope}, the limit; kill one or wait for one to end"
+    )]
+    ProcessLimit {
+        /// "for this agent" or "on this executor".
+        scope: &'static str,
+        /// The limit reached.
+        limit: usize,
+    },
+    /// The configured sandbox backend cannot run background processes.
+    #[error("background processes need executor.backend = \"jail\" for now")]
+    ProcessesNeedJail,
+    /// The background process's stdin is closed.
+    #[error(
+        "the process's stdin is closed (close_stdin was sent, or the process no longer reads it)"
+    )]
+    StdinClosed,
     /// The grant lists `web_fetch` but gives no network access.
     #[error(
         "refused: the turn grant gives no network access (network is not EGRESS), so web_fetch may not run in this turn"
@@ -215,7 +248,13 @@ impl From<ExecutorError> for Status {
             ExecutorError::Plan(_)
             | ExecutorError::CwdNotDirectory { .. }
             | ExecutorError::FilePlan(_)
-            | ExecutorError::WebPlan(_) => Status::invalid_argument(message),
+            | ExecutorError::WebPlan(_)
+            | ExecutorError::ProcessPlan(_) => Status::invalid_argument(message),
+            ExecutorError::ProcessNotFound { .. } => Status::not_found(message),
+            ExecutorError::ProcessLimit { .. } => Status::resource_exhausted(message),
+            ExecutorError::ProcessesNeedJail | ExecutorError::StdinClosed => {
+                Status::failed_precondition(message)
+            }
             ExecutorError::Approval(GateError::Probe(_)) => {
                 tracing::error!(error = %message, "exec approval probe failed");
                 Status::internal(message)
@@ -287,6 +326,25 @@ mod tests {
             (FilePlanError::EmptyOldString.into(), Code::InvalidArgument),
             (ExecutorError::FilesDisabled, Code::PermissionDenied),
             (ExecutorError::NoNetworkGrant, Code::PermissionDenied),
+            (
+                ProcessPlanError::BadId("x".into()).into(),
+                Code::InvalidArgument,
+            ),
+            (
+                ExecutorError::ProcessNotFound {
+                    id: "proc_x".into(),
+                },
+                Code::NotFound,
+            ),
+            (
+                ExecutorError::ProcessLimit {
+                    scope: "for this agent",
+                    limit: 8,
+                },
+                Code::ResourceExhausted,
+            ),
+            (ExecutorError::ProcessesNeedJail, Code::FailedPrecondition),
+            (ExecutorError::StdinClosed, Code::FailedPrecondition),
             (
                 FileError::NotFound { path: "a".into() }.into(),
                 Code::NotFound,

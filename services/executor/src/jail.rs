@@ -2,18 +2,30 @@
 //! namespaces where the host allows them) on this host, without Docker. The executor
 //! binary is its own jail helper (`main` calls `pincer_jail::run_helper_if_requested`).
 //! The jail refuses, naming what is missing, when the kernel cannot enforce it.
+//!
+//! Background processes (the `process` tool) run in the same jail through
+//! [`Jail::spawn`]: same profile, with the process's own timeout, an output ring of
+//! [`crate::process::OUTPUT_RING_BYTES`] per stream, and a CPU limit as long as the
+//! timeout (a server may be busy for most of its life).
 
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use pincer_jail::{
-    Access, ExitStatus, Jail, JailProfile, JailUser, Limits, Workspace, WorkspaceDir,
+    Access, ExitStatus, Jail, JailError, JailProcess, JailProfile, JailUser, Limits, ProcessStatus,
+    Workspace, WorkspaceDir,
 };
+use tokio::sync::Notify;
 
 use crate::ExecutorError;
 use crate::plan::ValidatedExecPlan;
-use crate::sandbox::{ExecOutcome, Sandbox};
+use crate::process::OUTPUT_RING_BYTES;
+use crate::sandbox::{
+    BackgroundEnd, BackgroundOutput, BackgroundProcess, BackgroundState, ExecOutcome, Sandbox,
+    SpawnBackground,
+};
 use crate::workspace::{PreparedWorkspace, SandboxUser};
 
 /// Runs calls in jails. Cheap to clone.
@@ -41,6 +53,19 @@ impl JailBackend {
         plan: &ValidatedExecPlan,
         workspace: &PreparedWorkspace,
     ) -> Result<JailProfile, ExecutorError> {
+        let limits = Limits {
+            output_bytes: self.output_bytes,
+            ..Limits::default()
+        };
+        self.profile_with(plan, workspace, limits)
+    }
+
+    fn profile_with(
+        &self,
+        plan: &ValidatedExecPlan,
+        workspace: &PreparedWorkspace,
+        limits: Limits,
+    ) -> Result<JailProfile, ExecutorError> {
         let access = if plan.workspace_read_only() {
             Access::ReadOnly
         } else {
@@ -59,10 +84,7 @@ impl JailBackend {
             .workspace(Workspace::Dir(dir))
             .timeout(plan.timeout())
             .user(user)
-            .limits(Limits {
-                output_bytes: self.output_bytes,
-                ..Limits::default()
-            })
+            .limits(limits)
             .build()
             .map_err(|e| ExecutorError::Jail(e.to_string()))
     }
@@ -93,5 +115,87 @@ impl Sandbox for JailBackend {
             timed_out,
             duration: outcome.elapsed,
         })
+    }
+}
+
+impl SpawnBackground for JailBackend {
+    fn spawn_background(
+        &self,
+        plan: &ValidatedExecPlan,
+        workspace: &PreparedWorkspace,
+        wake: Arc<Notify>,
+    ) -> Result<Box<dyn BackgroundProcess>, ExecutorError> {
+        let defaults = Limits::default();
+        let cpu = NonZeroU64::new(plan.timeout().as_secs()).unwrap_or(defaults.cpu_seconds);
+        let limits = Limits {
+            output_bytes: NonZeroUsize::new(OUTPUT_RING_BYTES).unwrap_or(self.output_bytes),
+            cpu_seconds: cpu.max(defaults.cpu_seconds),
+            ..defaults
+        };
+        let profile = self.profile_with(plan, workspace, limits)?;
+        let process = self
+            .jail
+            .spawn(&profile)
+            .map_err(|e| ExecutorError::Jail(e.to_string()))?;
+        process.on_change(move || wake.notify_waiters());
+        Ok(Box::new(JailBackground {
+            process,
+            failed_after: OnceLock::new(),
+        }))
+    }
+}
+
+/// A background process in a jail.
+struct JailBackground {
+    process: JailProcess,
+    /// When a jail failure was first seen (the jail does not time failures).
+    failed_after: OnceLock<Duration>,
+}
+
+impl BackgroundProcess for JailBackground {
+    fn take_output(&self) -> BackgroundOutput {
+        let out = self.process.take_output();
+        BackgroundOutput {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            stdout_dropped: out.stdout_dropped,
+            stderr_dropped: out.stderr_dropped,
+        }
+    }
+
+    fn write_stdin(&self, data: &[u8], wait: Duration) -> Result<usize, ExecutorError> {
+        self.process.write_stdin(data, wait).map_err(|e| match e {
+            JailError::StdinClosed => ExecutorError::StdinClosed,
+            other => ExecutorError::Jail(other.to_string()),
+        })
+    }
+
+    fn close_stdin(&self) {
+        self.process.close_stdin();
+    }
+
+    fn kill(&self) {
+        self.process.kill();
+    }
+
+    fn state(&self) -> BackgroundState {
+        match self.process.try_wait() {
+            Ok(None) => BackgroundState::Running,
+            Ok(Some(outcome)) => BackgroundState::Ended {
+                how: match outcome.status {
+                    ProcessStatus::Exited(code) => BackgroundEnd::Exited(code),
+                    ProcessStatus::Signaled(signal) => BackgroundEnd::Exited(128 + signal),
+                    ProcessStatus::TimedOut => BackgroundEnd::TimedOut,
+                    ProcessStatus::Killed => BackgroundEnd::Killed,
+                },
+                duration: outcome.elapsed,
+            },
+            Err(e) => BackgroundState::Ended {
+                how: BackgroundEnd::Failed(e.to_string()),
+                duration: *self
+                    .failed_after
+                    .get_or_init(|| self.process.started().elapsed()),
+            },
+        }
     }
 }

@@ -8,8 +8,10 @@
 //! File tools travel `ReadFileRequest` (etc.) → `ReadFilePlan` → `ValidatedReadFile` →
 //! [`files::FileTools`], confined to `<root>/<agent_id>` by `openat2(RESOLVE_BENEATH)`;
 //! `web_fetch` travels `WebFetchRequest` → [`web::WebFetchPlan`] →
-//! [`web::ValidatedWebFetch`] → [`web::WebFetchTool`] (`pincer-egress`). docs/tools.md
-//! describes every tool.
+//! [`web::ValidatedWebFetch`] → [`web::WebFetchTool`] (`pincer-egress`). Background
+//! processes (`process`) travel `ProcessStartRequest` → [`process::ProcessStartPlan`] →
+//! the exec approval gate → [`process::Processes`] on a [`sandbox::SpawnBackground`]
+//! backend (the jail). docs/tools.md describes every tool.
 //!
 //! | module | what |
 //! |---|---|
@@ -20,8 +22,9 @@
 //! | [`cwd`] | cwd normalisation (pure) |
 //! | [`files`] | read_file, write_file, edit_file, apply_patch, list_dir: plans, confinement, atomic writes |
 //! | [`web`] | web_fetch: plan, grant (network `EGRESS`), the guarded fetcher |
+//! | [`process`] | background processes: plans, the registry (owners, limits, polls, kills, retention) |
 //! | [`workspace`] | `<root>/<agent_id>` on the host, owned by the sandbox user |
-//! | [`sandbox`] | the [`Sandbox`] trait, [`ExecOutcome`], the output cap |
+//! | [`sandbox`] | the [`Sandbox`] trait, [`ExecOutcome`], the output cap; [`sandbox::SpawnBackground`] for background processes |
 //! | [`docker`] | the Docker backend: posture, one-container run, reaper |
 //! | [`jail`] | the jail backend: `pincer-jail` on this host, no Docker |
 //! | [`error`] | [`ExecutorError`] and its mapping to gRPC codes |
@@ -38,6 +41,7 @@ pub mod grant;
 pub mod grant_keys;
 pub mod jail;
 pub mod plan;
+pub mod process;
 pub mod sandbox;
 pub mod server;
 pub mod service;

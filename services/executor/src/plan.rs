@@ -166,6 +166,8 @@ pub struct ExecLimits {
 pub struct ValidatedExecPlan {
     agent_id: AgentId,
     turn_id: String,
+    session_key: String,
+    tool: Tool,
     grant: Option<TurnGrant>,
     command: Command,
     argv: Vec<String>,
@@ -184,6 +186,10 @@ impl ValidatedExecPlan {
     /// The turn, for logs.
     pub fn turn_id(&self) -> &str {
         &self.turn_id
+    }
+    /// The session the checked grant names; empty for the executor's own calls.
+    pub fn session_key(&self) -> &str {
+        &self.session_key
     }
     /// The process to start: the argv, or `["/bin/sh", "-c", line]`.
     pub fn argv(&self) -> &[String] {
@@ -209,6 +215,10 @@ impl ValidatedExecPlan {
     pub fn command(&self) -> &Command {
         &self.command
     }
+    /// The tool the call came through (`exec`, or `process` for a background start).
+    pub fn tool(&self) -> Tool {
+        self.tool
+    }
     /// The exec policy the grant carries.
     pub fn policy(&self) -> &ExecPolicy {
         &self.policy
@@ -230,6 +240,8 @@ impl ValidatedExecPlan {
         Self {
             agent_id,
             turn_id: "internal".to_owned(),
+            session_key: String::new(),
+            tool: Tool::Exec,
             grant: None,
             command: Command::Argv(argv.clone()),
             argv,
@@ -251,10 +263,27 @@ impl ExecPlan {
         keys: &dyn GrantKeys,
         clock: &dyn Clock,
     ) -> Result<ValidatedExecPlan, crate::ExecutorError> {
+        let max = limits.max_timeout.min(MAX_TIMEOUT);
+        let timeout = match self.timeout_ms {
+            0 => max,
+            ms => Duration::from_millis(u64::from(ms)).min(max),
+        };
+        self.validate_for(Tool::Exec, timeout, keys, clock)
+    }
+
+    /// [`Self::validate`] for another tool that runs a command (`process` starts), with
+    /// the wall-clock limit that tool decided. Grant problems come first.
+    pub(crate) fn validate_for(
+        self,
+        tool: Tool,
+        timeout: Duration,
+        keys: &dyn GrantKeys,
+        clock: &dyn Clock,
+    ) -> Result<ValidatedExecPlan, crate::ExecutorError> {
         let grant = check_grant(
             self.grant.as_ref(),
             &self.session_key,
-            Tool::Exec,
+            tool,
             WorkspaceNeed::Read,
             keys,
             clock,
@@ -264,14 +293,11 @@ impl ExecPlan {
         let argv = command_argv(command.clone())?;
         check_env(&self.env)?;
         let cwd = RelativeCwd::parse(&self.cwd).map_err(PlanError::from)?;
-        let max = limits.max_timeout.min(MAX_TIMEOUT);
-        let timeout = match self.timeout_ms {
-            0 => max,
-            ms => Duration::from_millis(u64::from(ms)).min(max),
-        };
         Ok(ValidatedExecPlan {
             agent_id,
             turn_id: grant.turn_id,
+            session_key: grant.session_key,
+            tool,
             grant: self.grant,
             command,
             argv,

@@ -1,10 +1,14 @@
 //! What every sandbox backend implements ([`Sandbox`]) and returns ([`ExecOutcome`]), and
-//! the output cap they share ([`CappedOutput`]).
+//! the output cap they share ([`CappedOutput`]). Backends that can also run a call in the
+//! background (the `process` tool) implement [`SpawnBackground`], whose handle is a
+//! [`BackgroundProcess`] (today: the jail).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pincer_proto::v1::ExecResponse;
+use tokio::sync::Notify;
 
 use crate::ExecutorError;
 use crate::plan::ValidatedExecPlan;
@@ -50,6 +54,88 @@ impl From<ExecOutcome> for ExecResponse {
             duration_ms: u64::try_from(o.duration.as_millis()).unwrap_or(u64::MAX),
         }
     }
+}
+
+/// A backend that can start a call without waiting for it (the `process` tool). The
+/// posture is the same as for [`Sandbox::run`]; only the lifetime differs.
+pub trait SpawnBackground: Send + Sync + 'static {
+    /// Starts `plan` in `workspace` and returns once the command runs (or could not be
+    /// started). Blocking: call it on the blocking pool. `wake` is notified whenever output
+    /// arrives or the process ends.
+    fn spawn_background(
+        &self,
+        plan: &ValidatedExecPlan,
+        workspace: &PreparedWorkspace,
+        wake: Arc<Notify>,
+    ) -> Result<Box<dyn BackgroundProcess>, ExecutorError>;
+}
+
+/// A command running in the background. Dropping it kills the command and everything it
+/// started.
+pub trait BackgroundProcess: Send + Sync {
+    /// Output written since the previous call; what did not fit the backend's buffer is
+    /// counted as dropped.
+    fn take_output(&self) -> BackgroundOutput;
+    /// Writes `data` to the command's stdin, waiting up to `wait` while the pipe is full;
+    /// returns the bytes written. Blocking. [`ExecutorError::StdinClosed`] once stdin was
+    /// closed or nothing reads it.
+    fn write_stdin(&self, data: &[u8], wait: Duration) -> Result<usize, ExecutorError>;
+    /// Closes the command's stdin.
+    fn close_stdin(&self);
+    /// Asks for the command and everything it started to be killed; returns at once.
+    fn kill(&self);
+    /// Running, or how it ended. Once ended, every output byte has been buffered.
+    fn state(&self) -> BackgroundState;
+}
+
+/// Output of a background process since the previous read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackgroundOutput {
+    /// New stdout bytes.
+    pub stdout: Vec<u8>,
+    /// New stderr bytes.
+    pub stderr: Vec<u8>,
+    /// Stdout bytes before `stdout` that were dropped (nobody read them in time).
+    pub stdout_dropped: u64,
+    /// Stderr bytes before `stderr` that were dropped.
+    pub stderr_dropped: u64,
+}
+
+impl BackgroundOutput {
+    /// Whether there is nothing new.
+    pub fn is_empty(&self) -> bool {
+        self.stdout.is_empty()
+            && self.stderr.is_empty()
+            && self.stdout_dropped == 0
+            && self.stderr_dropped == 0
+    }
+}
+
+/// Where a background process is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackgroundState {
+    /// Still running (possibly being killed).
+    Running,
+    /// Ended; nothing it started is alive.
+    Ended {
+        /// How.
+        how: BackgroundEnd,
+        /// From the start to the end.
+        duration: Duration,
+    },
+}
+
+/// How a background process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackgroundEnd {
+    /// On its own: the exit code, or 128+N when signal N ended it.
+    Exited(i32),
+    /// Killed at its wall-clock limit.
+    TimedOut,
+    /// Killed on request (or at shutdown).
+    Killed,
+    /// The sandbox failed after the start (the message says why).
+    Failed(String),
 }
 
 /// One output stream kept up to `cap` bytes; later bytes are counted and dropped, so the

@@ -1,5 +1,6 @@
 //! Serving: settings from the config, the gRPC server behind the agent-credential check,
-//! the reaper at start, and a bounded drain at shutdown.
+//! the reaper at start, and a bounded drain at shutdown (which also kills every background
+//! process).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +27,8 @@ use crate::grant::{Clock, StaticKeys, SystemClock};
 use crate::grant_keys::{GatewayKeys, KeySet};
 use crate::jail::JailBackend;
 use crate::plan::{ExecLimits, MAX_TIMEOUT};
-use crate::sandbox::Sandbox;
+use crate::process::Processes;
+use crate::sandbox::{Sandbox, SpawnBackground};
 use crate::service::{ExecSwitch, ExecutorApi};
 use crate::web::WebFetchTool;
 use crate::workspace::{SandboxUser, Workspaces};
@@ -197,7 +199,8 @@ pub async fn serve(
                 tracing::warn!(error = %e, "cannot reach Docker at start; calls will fail with Unavailable until it is up");
             }
             tracing::info!(instance = backend.instance_id(), "sandbox backend: docker");
-            let served = serve_with(Arc::clone(&backend), settings, listener, shutdown).await;
+            // Background processes need the jail for now: every `process` call is refused.
+            let served = serve_with(Arc::clone(&backend), None, settings, listener, shutdown).await;
             if let Err(e) = backend.reap_own().await {
                 tracing::warn!(error = %e, "cannot remove this executor's sandboxes at shutdown");
             }
@@ -210,13 +213,15 @@ pub async fn serve(
                 settings.exec.max_output_bytes,
             ));
             tracing::info!("sandbox backend: jail");
-            serve_with(backend, settings, listener, shutdown).await
+            let processes = Processes::new(Arc::clone(&backend) as Arc<dyn SpawnBackground>);
+            serve_with(backend, Some(processes), settings, listener, shutdown).await
         }
     }
 }
 
 async fn serve_with<B: Sandbox>(
     backend: Arc<B>,
+    processes: Option<Arc<Processes>>,
     settings: ExecutorSettings,
     listener: TcpListener,
     shutdown: CancellationToken,
@@ -268,7 +273,8 @@ async fn serve_with<B: Sandbox>(
         tasks.clone(),
     )
     .with_tools(files, web)
-    .with_approvals(approvals);
+    .with_approvals(approvals)
+    .with_processes(processes.clone());
     let auth = RequireCaller::new(vec![(ServiceName::Agent, settings.agent_credential)]);
     let service = ExecutorServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES);
     let service = tonic::service::interceptor::InterceptedService::new(service, auth);
@@ -279,10 +285,15 @@ async fn serve_with<B: Sandbox>(
     );
 
     let stop = shutdown.clone();
+    let to_kill = processes.clone();
     let server = tonic::transport::Server::builder()
         .add_service(service)
         .serve_with_incoming_shutdown(pincer_runtime::net::incoming(listener), async move {
             stop.cancelled().await;
+            // Background processes end with the executor; polls waiting on them return.
+            if let Some(p) = to_kill {
+                p.kill_all();
+            }
         });
     let drain = max_timeout + DRAIN_SLACK;
     let deadline = async {
@@ -303,6 +314,10 @@ async fn serve_with<B: Sandbox>(
         .is_err()
     {
         tracing::warn!("sandbox tasks still running after the drain");
+    }
+    if let Some(p) = processes {
+        // Starts that finished during the drain are killed here too.
+        p.shutdown(DRAIN_SLACK).await;
     }
     tracing::info!("executor stopped");
     Ok(served?)

@@ -5,14 +5,21 @@
 //! The file tools ([`crate::files`]) and `web_fetch` ([`crate::web`]) follow the same
 //! shape: the tool's switch, the grant keys, `*Plan::validate` (grant first), then the
 //! work in a tracked task (file work on the blocking pool).
+//!
+//! Background processes ([`crate::process`]): the exec switch and the backend's support
+//! first, then the grant (`process`); a start passes the workspace and the exec approval
+//! gate like `exec`, the other calls act on a process of the grant's agent and session.
 
 use std::sync::Arc;
 
 use pincer_proto::v1::executor_service_server::ExecutorService;
 use pincer_proto::v1::{
     ApplyPatchRequest, ApplyPatchResponse, EditFileRequest, EditFileResponse, ExecRequest,
-    ExecResponse, ListDirRequest, ListDirResponse, ReadFileRequest, ReadFileResponse,
-    WebFetchRequest, WebFetchResponse, WriteFileRequest, WriteFileResponse,
+    ExecResponse, ListDirRequest, ListDirResponse, ProcessKillRequest, ProcessKillResponse,
+    ProcessListRequest, ProcessListResponse, ProcessPollRequest, ProcessPollResponse,
+    ProcessStartRequest, ProcessStartResponse, ProcessWriteRequest, ProcessWriteResponse,
+    ReadFileRequest, ReadFileResponse, WebFetchRequest, WebFetchResponse, WriteFileRequest,
+    WriteFileResponse,
 };
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
@@ -26,6 +33,8 @@ use crate::files::{
 use crate::grant::{Clock, GrantKeys, Tool, key_id_of};
 use crate::grant_keys::KeySet;
 use crate::plan::{ExecLimits, ExecPlan};
+use crate::process::plan::{validate_kill, validate_list, validate_poll, validate_write};
+use crate::process::{KILL_WAIT, ProcessStartPlan, Processes, STDIN_WAIT};
 use crate::sandbox::Sandbox;
 use crate::web::{WebFetchPlan, WebFetchTool};
 use crate::workspace::Workspaces;
@@ -53,6 +62,8 @@ pub struct ExecutorApi<B> {
     files: Option<Arc<FileTools>>,
     /// `None` when `tools.webFetch.enabled` is false.
     web: Option<Arc<WebFetchTool>>,
+    /// `None` when the backend cannot run background processes.
+    processes: Option<Arc<Processes>>,
 }
 
 impl<B: Sandbox> ExecutorApi<B> {
@@ -78,7 +89,15 @@ impl<B: Sandbox> ExecutorApi<B> {
             tasks,
             files: None,
             web: None,
+            processes: None,
         }
+    }
+
+    /// Serves the `process` tool with `processes` (`None`: the backend cannot, and every
+    /// call is refused with `FailedPrecondition`).
+    pub fn with_processes(mut self, processes: Option<Arc<Processes>>) -> Self {
+        self.processes = processes;
+        self
     }
 
     /// Serves the file tools (`tools.files.enabled`) and `web_fetch`
@@ -284,6 +303,130 @@ impl<B: Sandbox> ExecutorApi<B> {
     }
 }
 
+impl<B: Sandbox> ExecutorApi<B> {
+    /// The registry, when this executor serves background processes at all.
+    fn processes(&self) -> Result<Arc<Processes>, ExecutorError> {
+        if self.switch == ExecSwitch::Disabled {
+            return Err(ExecutorError::ExecDisabled);
+        }
+        self.processes
+            .clone()
+            .ok_or(ExecutorError::ProcessesNeedJail)
+    }
+
+    /// `ProcessStart` without the transport: checked like `exec` (grant for `process`),
+    /// a place reserved under the limits, the workspace prepared, the exec approval gate
+    /// passed, then the command started in the background.
+    pub async fn process_start_call(
+        &self,
+        request: ProcessStartRequest,
+    ) -> Result<ProcessStartResponse, ExecutorError> {
+        let processes = self.processes()?;
+        self.keys.ensure(key_id_of(request.grant.as_ref())).await;
+        let plan = ProcessStartPlan::from(request)
+            .validate(self.keys.as_ref(), self.clock.as_ref())
+            .inspect_err(|e| tracing::warn!(reason = %e, "process start refused"))?;
+        let slot = processes
+            .reserve(plan.exec().agent_id())
+            .inspect_err(|e| tracing::warn!(reason = %e, "process start refused"))?;
+        let workspaces = Arc::clone(&self.workspaces);
+        let gate = Arc::clone(&self.gate);
+        let started_at_ms = self.clock.now_ms();
+        let entry = self
+            .tasks
+            .spawn(async move {
+                let (exec, session_key) = plan.into_parts();
+                let for_prepare = exec.clone();
+                let workspace =
+                    tokio::task::spawn_blocking(move || workspaces.prepare(&for_prepare)).await??;
+                let exec = gate
+                    .admit(exec, &workspace)
+                    .await
+                    .inspect_err(|e| tracing::warn!(reason = %e, "process start not approved"))?;
+                processes
+                    .start(slot, exec, workspace, session_key, started_at_ms)
+                    .await
+            })
+            .await??;
+        tracing::info!(process = %entry.id(), agent = entry.agent().as_str(), "process started");
+        Ok(ProcessStartResponse {
+            process: Some(entry.info(&entry.state())),
+        })
+    }
+
+    /// `ProcessPoll` without the transport.
+    pub async fn process_poll_call(
+        &self,
+        request: ProcessPollRequest,
+    ) -> Result<ProcessPollResponse, ExecutorError> {
+        let processes = self.processes()?;
+        self.keys.ensure(key_id_of(request.grant.as_ref())).await;
+        let plan = validate_poll(request, self.keys.as_ref(), self.clock.as_ref())?;
+        let entry = processes.find(&plan.owner, &plan.id)?;
+        let (state, out) = entry.poll(plan.wait).await;
+        Ok(ProcessPollResponse {
+            process: Some(entry.info(&state)),
+            stdout: out.stdout,
+            stderr: out.stderr,
+            stdout_dropped_bytes: out.stdout_dropped,
+            stderr_dropped_bytes: out.stderr_dropped,
+        })
+    }
+
+    /// `ProcessWrite` without the transport (the write runs on the blocking pool).
+    pub async fn process_write_call(
+        &self,
+        request: ProcessWriteRequest,
+    ) -> Result<ProcessWriteResponse, ExecutorError> {
+        let processes = self.processes()?;
+        self.keys.ensure(key_id_of(request.grant.as_ref())).await;
+        let plan = validate_write(request, self.keys.as_ref(), self.clock.as_ref())?;
+        let entry = processes.find(&plan.owner, &plan.id)?;
+        let writer = Arc::clone(&entry);
+        let written = self
+            .tasks
+            .spawn_blocking(move || writer.write(&plan.data, plan.close_stdin, STDIN_WAIT))
+            .await??;
+        Ok(ProcessWriteResponse {
+            process: Some(entry.info(&entry.state())),
+            bytes_written: u32::try_from(written).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// `ProcessKill` without the transport: waits (bounded) until everything is gone.
+    pub async fn process_kill_call(
+        &self,
+        request: ProcessKillRequest,
+    ) -> Result<ProcessKillResponse, ExecutorError> {
+        let processes = self.processes()?;
+        self.keys.ensure(key_id_of(request.grant.as_ref())).await;
+        let plan = validate_kill(request, self.keys.as_ref(), self.clock.as_ref())?;
+        let entry = processes.find(&plan.owner, &plan.id)?;
+        let state = entry.kill(KILL_WAIT).await;
+        tracing::info!(process = %entry.id(), "process killed");
+        Ok(ProcessKillResponse {
+            process: Some(entry.info(&state)),
+        })
+    }
+
+    /// `ProcessList` without the transport.
+    pub async fn process_list_call(
+        &self,
+        request: ProcessListRequest,
+    ) -> Result<ProcessListResponse, ExecutorError> {
+        let processes = self.processes()?;
+        self.keys.ensure(key_id_of(request.grant.as_ref())).await;
+        let owner = validate_list(request, self.keys.as_ref(), self.clock.as_ref())?;
+        Ok(ProcessListResponse {
+            processes: processes
+                .list(&owner)
+                .iter()
+                .map(|e| e.info(&e.state()))
+                .collect(),
+        })
+    }
+}
+
 /// Runs `call` inside a span for `tool` and maps its error to a status.
 async fn answer<R>(
     tool: &'static str,
@@ -361,5 +504,50 @@ impl<B: Sandbox> ExecutorService for ExecutorApi<B> {
         let r = request.into_inner();
         let session = r.session_key.clone();
         answer("web_fetch", &session, self.web_fetch_call(r)).await
+    }
+
+    async fn process_start(
+        &self,
+        request: Request<ProcessStartRequest>,
+    ) -> Result<Response<ProcessStartResponse>, Status> {
+        let r = request.into_inner();
+        let session = r.session_key.clone();
+        answer("process_start", &session, self.process_start_call(r)).await
+    }
+
+    async fn process_poll(
+        &self,
+        request: Request<ProcessPollRequest>,
+    ) -> Result<Response<ProcessPollResponse>, Status> {
+        let r = request.into_inner();
+        let session = r.session_key.clone();
+        answer("process_poll", &session, self.process_poll_call(r)).await
+    }
+
+    async fn process_write(
+        &self,
+        request: Request<ProcessWriteRequest>,
+    ) -> Result<Response<ProcessWriteResponse>, Status> {
+        let r = request.into_inner();
+        let session = r.session_key.clone();
+        answer("process_write", &session, self.process_write_call(r)).await
+    }
+
+    async fn process_kill(
+        &self,
+        request: Request<ProcessKillRequest>,
+    ) -> Result<Response<ProcessKillResponse>, Status> {
+        let r = request.into_inner();
+        let session = r.session_key.clone();
+        answer("process_kill", &session, self.process_kill_call(r)).await
+    }
+
+    async fn process_list(
+        &self,
+        request: Request<ProcessListRequest>,
+    ) -> Result<Response<ProcessListResponse>, Status> {
+        let r = request.into_inner();
+        let session = r.session_key.clone();
+        answer("process_list", &session, self.process_list_call(r)).await
     }
 }

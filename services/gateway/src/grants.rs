@@ -213,9 +213,13 @@ impl ExecutorLinkService for ExecutorLink {
             .signer
             .verify(req.grant.as_ref())
             .map_err(tonic::Status::permission_denied)?;
-        if !claims.allowed_tools.iter().any(|t| t == "exec") {
+        if !claims
+            .allowed_tools
+            .iter()
+            .any(|t| t == "exec" || t == "process")
+        {
             return Err(tonic::Status::permission_denied(
-                "the turn grant does not allow exec",
+                "the turn grant allows neither exec nor process",
             ));
         }
         if claims.expires_at_ms <= now_ms() {

@@ -91,6 +91,7 @@ fn binding(line: &str, cwd: &str, env: &[(&str, &str)]) -> ExecBinding {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect::<HashMap<_, _>>(),
         executables: vec!["/usr/bin/ls".into()],
+        background: false,
     }
 }
 

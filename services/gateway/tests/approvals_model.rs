@@ -89,6 +89,7 @@ fn binding(i: usize) -> Binding {
         cwd: String::new(),
         env,
         executables: vec!["/usr/bin/ls".into()],
+        background: false,
     }
 }
 

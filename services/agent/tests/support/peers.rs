@@ -1,5 +1,6 @@
-//! Fake gRPC peers of the agent (gateway `GetHistory`, executor `Exec`), a config
-//! builder, and a helper that starts the agent in-process.
+//! Fake gRPC peers of the agent (gateway `GetHistory`, executor `Exec`, the file and web
+//! tools and the `process` RPCs), a config builder, and a helper that starts the agent
+//! in-process.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,10 @@ use pincer_proto::v1::gateway_service_server::{GatewayService, GatewayServiceSer
 use pincer_proto::v1::{
     ApplyPatchRequest, ApplyPatchResponse, EditFileRequest, EditFileResponse, ExecRequest,
     ExecResponse, GetHistoryRequest, GetHistoryResponse, HistoryEntry, ListDirRequest,
-    ListDirResponse, ReadFileRequest, ReadFileResponse, WebFetchRequest, WebFetchResponse,
-    WriteFileRequest, WriteFileResponse,
+    ListDirResponse, ProcessInfo, ProcessKillRequest, ProcessKillResponse, ProcessListRequest,
+    ProcessListResponse, ProcessPollRequest, ProcessPollResponse, ProcessStartRequest,
+    ProcessStartResponse, ProcessState, ProcessWriteRequest, ProcessWriteResponse, ReadFileRequest,
+    ReadFileResponse, WebFetchRequest, WebFetchResponse, WriteFileRequest, WriteFileResponse,
 };
 use pincer_runtime::Secret;
 use pincer_runtime::secret::MapSecrets;
@@ -80,11 +83,31 @@ pub enum ToolRequest {
     ApplyPatch(ApplyPatchRequest),
     ListDir(ListDirRequest),
     WebFetch(WebFetchRequest),
+    ProcessStart(ProcessStartRequest),
+    ProcessPoll(ProcessPollRequest),
+    ProcessWrite(ProcessWriteRequest),
+    ProcessKill(ProcessKillRequest),
+    ProcessList(ProcessListRequest),
+}
+
+/// The one background process the fake executor pretends to run.
+pub const FAKE_PROCESS_ID: &str = "proc_abcdefghijkm";
+
+fn fake_process(state: ProcessState) -> ProcessInfo {
+    ProcessInfo {
+        process_id: FAKE_PROCESS_ID.into(),
+        state: state.into(),
+        exit_code: if state == ProcessState::Exited { 0 } else { -1 },
+        command: "python3 -m http.server".into(),
+        duration_ms: 1200,
+        ..ProcessInfo::default()
+    }
 }
 
 /// An executor answering every `Exec` with `response` after `delay`, `ReadFile` with
 /// `read_file`, `WebFetch` with `web_fetch` (or `PermissionDenied` with `web_refusal`),
-/// and the other tools with empty answers.
+/// the `process` RPCs about one process ([`FAKE_PROCESS_ID`]: running, polled output
+/// `process_output`, killed on `ProcessKill`), and the other tools with empty answers.
 #[derive(Clone, Default)]
 pub struct FakeExecutor {
     pub response: ExecResponse,
@@ -93,6 +116,7 @@ pub struct FakeExecutor {
     pub read_file: ReadFileResponse,
     pub web_fetch: WebFetchResponse,
     pub web_refusal: Option<String>,
+    pub process_output: Vec<u8>,
     pub tool_requests: Arc<Mutex<Vec<ToolRequest>>>,
 }
 
@@ -164,6 +188,66 @@ impl ExecutorService for FakeExecutor {
             Some(message) => Err(Status::permission_denied(message.clone())),
             None => Ok(Response::new(self.web_fetch.clone())),
         }
+    }
+
+    async fn process_start(
+        &self,
+        request: Request<ProcessStartRequest>,
+    ) -> Result<Response<ProcessStartResponse>, Status> {
+        self.record(ToolRequest::ProcessStart(request.into_inner()));
+        Ok(Response::new(ProcessStartResponse {
+            process: Some(fake_process(ProcessState::Running)),
+        }))
+    }
+
+    async fn process_poll(
+        &self,
+        request: Request<ProcessPollRequest>,
+    ) -> Result<Response<ProcessPollResponse>, Status> {
+        let request = request.into_inner();
+        let known = request.process_id == FAKE_PROCESS_ID;
+        self.record(ToolRequest::ProcessPoll(request));
+        if !known {
+            return Err(Status::not_found("no background process in this session"));
+        }
+        Ok(Response::new(ProcessPollResponse {
+            process: Some(fake_process(ProcessState::Running)),
+            stdout: self.process_output.clone(),
+            ..ProcessPollResponse::default()
+        }))
+    }
+
+    async fn process_write(
+        &self,
+        request: Request<ProcessWriteRequest>,
+    ) -> Result<Response<ProcessWriteResponse>, Status> {
+        let request = request.into_inner();
+        let written = u32::try_from(request.data.len()).unwrap();
+        self.record(ToolRequest::ProcessWrite(request));
+        Ok(Response::new(ProcessWriteResponse {
+            process: Some(fake_process(ProcessState::Running)),
+            bytes_written: written,
+        }))
+    }
+
+    async fn process_kill(
+        &self,
+        request: Request<ProcessKillRequest>,
+    ) -> Result<Response<ProcessKillResponse>, Status> {
+        self.record(ToolRequest::ProcessKill(request.into_inner()));
+        Ok(Response::new(ProcessKillResponse {
+            process: Some(fake_process(ProcessState::Killed)),
+        }))
+    }
+
+    async fn process_list(
+        &self,
+        request: Request<ProcessListRequest>,
+    ) -> Result<Response<ProcessListResponse>, Status> {
+        self.record(ToolRequest::ProcessList(request.into_inner()));
+        Ok(Response::new(ProcessListResponse {
+            processes: vec![fake_process(ProcessState::Running)],
+        }))
     }
 }
 

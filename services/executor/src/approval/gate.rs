@@ -32,6 +32,7 @@ use super::policy::{
 };
 use super::shell::{self, Joiner};
 use crate::cwd::RelativeCwd;
+use crate::grant::Tool;
 use crate::grant_keys::LinkClient;
 use crate::plan::{AgentId, Command, ValidatedExecPlan};
 use crate::sandbox::Sandbox;
@@ -359,6 +360,7 @@ pub fn binding(plan: &ValidatedExecPlan, segments: &[Segment]) -> ExecBinding {
             .iter()
             .map(|s| s.executable.clone().unwrap_or_default())
             .collect(),
+        background: plan.tool() == Tool::Process,
     }
 }
 

@@ -32,6 +32,9 @@ pub struct Binding {
     pub env: BTreeMap<String, String>,
     /// Resolved executables, one per segment.
     pub executables: Vec<String>,
+    /// A background process rather than an `exec` call.
+    #[serde(default)]
+    pub background: bool,
 }
 
 /// Why a binding from the wire is unusable.
@@ -61,6 +64,7 @@ impl Binding {
             cwd: wire.cwd,
             env: wire.env.into_iter().collect(),
             executables: wire.executables,
+            background: wire.background,
         };
         let size = binding.size();
         if size > MAX_BINDING_BYTES {
@@ -112,6 +116,7 @@ impl Binding {
         }
         put(&self.executables.len().to_string());
         self.executables.iter().for_each(|e| put(e));
+        put(if self.background { "background" } else { "exec" });
         BindingHash(h.finalize().into())
     }
 
@@ -147,6 +152,7 @@ mod tests {
             cwd: String::new(),
             env: BTreeMap::new(),
             executables: vec!["/usr/bin/ls".into()],
+            background: false,
         }
     }
 
@@ -165,6 +171,9 @@ mod tests {
         variants.push(b);
         let mut b = base.clone();
         b.command = BoundCommand::Argv(vec!["ls".into()]);
+        variants.push(b);
+        let mut b = base.clone();
+        b.background = true;
         variants.push(b);
         for v in &variants {
             assert_ne!(v.hash(), base.hash(), "{v:?}");

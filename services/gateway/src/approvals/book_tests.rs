@@ -9,6 +9,7 @@ fn binding(line: &str) -> Binding {
         cwd: String::new(),
         env: BTreeMap::new(),
         executables: vec!["/usr/bin/ls".into()],
+        background: false,
     }
 }
 

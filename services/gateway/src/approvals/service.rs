@@ -188,6 +188,7 @@ pub fn view(a: &Approval, now_ms: i64) -> Value {
         "cwd": a.binding.cwd,
         "env": a.binding.env,
         "executables": a.binding.executables,
+        "background": a.binding.background,
         "reason": a.reason,
         "createdAtMs": a.created_ms,
         "expiresAtMs": a.expires_ms(),

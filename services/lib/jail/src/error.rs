@@ -64,6 +64,19 @@ pub enum JailError {
         /// Grace beyond the timeout.
         grace: Duration,
     },
+    /// A spawned command was not set up and executed in time; the helper and the command
+    /// were killed.
+    #[error(
+        "the jail did not start the command within {limit:?}; the helper and the command were killed"
+    )]
+    StartHung {
+        /// How long the caller waited.
+        limit: Duration,
+    },
+    /// A spawned command's stdin is closed: the caller closed it, or nothing reads it any
+    /// more (the command closed it or ended).
+    #[error("the command's stdin is closed (it was closed, or the command no longer reads it)")]
+    StdinClosed,
     /// The helper ended without a report.
     #[error("the jail helper ended without a report ({status}); its stderr: {stderr}")]
     HelperLost {

@@ -2,11 +2,13 @@
 //! setup runs in a fresh single-threaded process.
 //!
 //! The helper starts in its own session (the caller's `pre_exec` calls `setsid`), closes
-//! every descriptor but stdin/stdout/stderr and the report pipe, asks for SIGTERM if its
-//! caller dies, becomes a child subreaper, reads the [`Plan`] from stdin, replaces stdin
-//! with `/dev/null`, and forks the child ([`crate::child`]). It stays outside the jail as
-//! the supervisor: it enforces the wall-clock timeout, kills the command's process group
-//! when the command ends or times out, then kills and reaps every remaining descendant
+//! every descriptor but stdin/stdout/stderr, the report pipe and (for a spawned command)
+//! the command's stdin pipe, asks for SIGTERM if its caller dies, becomes a child
+//! subreaper, reads the [`Plan`] from stdin, replaces stdin with the command's stdin pipe
+//! or `/dev/null`, and forks the child ([`crate::child`]). It stays outside the jail as
+//! the supervisor: it reports `Running` once the command was executed, enforces the
+//! wall-clock timeout, kills the command's process group when the command ends, times out
+//! or the caller sends [`KILL_SIGNAL`], then kills and reaps every remaining descendant
 //! ([`crate::reap`]), and finally writes one [`HelperRecord`] to the report pipe.
 
 use std::ffi::{OsStr, OsString};
@@ -24,8 +26,8 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::{ForkResult, Pid};
 
 use crate::wire::{
-    ChildRecord, Enforcement, ExitStatus, HELPER_MARKER, HelperRecord, MAX_PLAN_BYTES, Plan,
-    SetupStep,
+    ChildRecord, Enforcement, ExitStatus, HELPER_MARKER, HelperRecord, KILL_SIGNAL, MAX_PLAN_BYTES,
+    Plan, SetupStep,
 };
 use crate::{child, reap, sys};
 
@@ -48,18 +50,34 @@ pub fn run_helper_if_requested() {
 }
 
 fn helper_main(args: &[OsString]) -> Result<(), String> {
-    let [fd, parent] = args else {
-        return Err("usage: <binary> __pincer-jail-helper <report fd> <caller pid>".into());
+    let (fd, parent, stdin) = match args {
+        [fd, parent] => (fd, parent, None),
+        [fd, parent, stdin] => (fd, parent, Some(stdin)),
+        _ => {
+            return Err(
+                "usage: <binary> __pincer-jail-helper <report fd> <caller pid> [<stdin fd>]".into(),
+            );
+        }
     };
-    let fd: RawFd = parse(fd).ok_or("bad report fd")?;
     let parent: i32 = parse(parent).ok_or("bad caller pid")?;
-    let report = sys::take_inherited_fd(fd).map_err(|e| format!("report fd {fd}: {e}"))?;
-    fcntl(&report, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-        .map_err(|e| format!("report fd {fd}: {e}"))?;
-    sys::close_fds_except(&[report.as_raw_fd()]);
+    let report = inherited(fd, "report")?;
+    let stdin = stdin.map(|fd| inherited(fd, "stdin")).transpose()?;
+    let mut keep = vec![report.as_raw_fd()];
+    keep.extend(stdin.as_ref().map(AsRawFd::as_raw_fd));
+    sys::close_fds_except(&keep);
     let mut report = File::from(report);
-    let record = supervise(Pid::from_raw(parent), &mut report);
+    let record = supervise(Pid::from_raw(parent), &mut report, stdin);
     send(&mut report, &record).map_err(|e| format!("writing the report: {e}"))
+}
+
+/// Takes the inherited descriptor named by `arg` and makes it close-on-exec (the child
+/// gets the command's stdin through `dup2`, never under its original number).
+fn inherited(arg: &OsStr, what: &str) -> Result<OwnedFd, String> {
+    let fd: RawFd = parse(arg).ok_or_else(|| format!("bad {what} fd"))?;
+    let owned = sys::take_inherited_fd(fd).map_err(|e| format!("{what} fd {fd}: {e}"))?;
+    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map_err(|e| format!("{what} fd {fd}: {e}"))?;
+    Ok(owned)
 }
 
 fn send(report: &mut File, record: &HelperRecord) -> std::io::Result<()> {
@@ -79,14 +97,15 @@ fn failed(step: SetupStep, detail: impl ToString) -> HelperRecord {
     }
 }
 
-fn supervise(parent: Pid, report: &mut File) -> HelperRecord {
+fn supervise(parent: Pid, report: &mut File, stdin: Option<OwnedFd>) -> HelperRecord {
     let started = Instant::now();
     let signals = match prepare(parent) {
         Ok(Some(fd)) => fd,
         Ok(None) => return HelperRecord::Cancelled,
         Err(e) => return failed(SetupStep::Helper, e),
     };
-    let plan = match read_plan() {
+    let piped = stdin.is_some();
+    let plan = match read_plan(stdin) {
         Ok(plan) => plan,
         Err(e) => return failed(SetupStep::Plan, e),
     };
@@ -106,6 +125,12 @@ fn supervise(parent: Pid, report: &mut File) -> HelperRecord {
         Ok(ForkResult::Parent { child }) => child,
     };
     drop(record_w);
+    if piped {
+        // Only the command (and what it starts) may hold its stdin, so that the caller's
+        // writes fail once they are all gone. Best effort: the helper exits right after
+        // them anyway.
+        let _ = File::open("/dev/null").map(nix::unistd::dup2_stdin);
+    }
     // Best effort: the caller uses it only to kill the group should this helper hang.
     let _ = send(
         report,
@@ -121,7 +146,14 @@ fn supervise(parent: Pid, report: &mut File) -> HelperRecord {
             return record;
         }
     };
-    let ended = wait_for(child, signals.as_fd(), deadline);
+    // Best effort, like `Started`: a spawning caller waits for it; `run` ignores it.
+    let _ = send(
+        report,
+        &HelperRecord::Running {
+            enforcement: applied.clone(),
+        },
+    );
+    let ended = wait_for(child, &signals, deadline);
     let (status, sweep) = reap::end_command(child);
     if !sweep.complete {
         return failed(
@@ -131,6 +163,12 @@ fn supervise(parent: Pid, report: &mut File) -> HelperRecord {
     }
     let status = match (ended, status) {
         (Ended::Signal, _) => return HelperRecord::Cancelled,
+        (Ended::Killed, _) => {
+            return HelperRecord::Killed {
+                enforcement: applied,
+                leftovers_killed: sweep.killed,
+            };
+        }
         (Ended::Deadline, _) => ExitStatus::TimedOut,
         (Ended::Exited, Ok(WaitStatus::Exited(_, code))) => ExitStatus::Exited(code),
         (Ended::Exited, Ok(WaitStatus::Signaled(_, sig, _))) => ExitStatus::Signaled(sig as i32),
@@ -152,15 +190,15 @@ fn finished(status: ExitStatus, enforcement: Enforcement, leftovers_killed: u32)
     }
 }
 
-/// Parent-death signal, blocked stop signals on a signalfd, child subreaper.
-/// `Ok(None)`: the caller is already gone.
+/// Parent-death signal, blocked stop signals (and [`KILL_SIGNAL`]) on a signalfd, child
+/// subreaper. `Ok(None)`: the caller is already gone.
 fn prepare(parent: Pid) -> Result<Option<SignalFd>, Errno> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
     if nix::unistd::getppid() != parent {
         return Ok(None);
     }
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, KILL_SIGNAL] {
         mask.add(s);
     }
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
@@ -169,7 +207,9 @@ fn prepare(parent: Pid) -> Result<Option<SignalFd>, Errno> {
     Ok(Some(fd))
 }
 
-fn read_plan() -> Result<Plan, String> {
+/// Reads the plan from stdin, then makes stdin what the command gets: its stdin pipe when
+/// the caller passed one, else `/dev/null`.
+fn read_plan(stdin: Option<OwnedFd>) -> Result<Plan, String> {
     let mut raw = Vec::new();
     std::io::stdin()
         .lock()
@@ -177,8 +217,13 @@ fn read_plan() -> Result<Plan, String> {
         .read_to_end(&mut raw)
         .map_err(|e| e.to_string())?;
     let plan: Plan = serde_json::from_slice(&raw).map_err(|e| e.to_string())?;
-    let null = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
-    nix::unistd::dup2_stdin(null).map_err(|e| e.to_string())?;
+    match stdin {
+        Some(pipe) => nix::unistd::dup2_stdin(pipe).map_err(|e| e.to_string())?,
+        None => {
+            let null = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+            nix::unistd::dup2_stdin(null).map_err(|e| e.to_string())?;
+        }
+    }
     Ok(plan)
 }
 
@@ -227,7 +272,18 @@ fn read_child_records(
 enum Ended {
     Exited,
     Deadline,
+    /// A stop signal (SIGTERM, SIGINT, SIGHUP): cancelled.
     Signal,
+    /// [`KILL_SIGNAL`]: the caller asked for the command to be killed.
+    Killed,
+}
+
+/// Which signal woke the helper.
+fn stop_reason(signals: &SignalFd) -> Ended {
+    match signals.read_signal() {
+        Ok(Some(info)) if info.ssi_signo == KILL_SIGNAL as u32 => Ended::Killed,
+        _ => Ended::Signal,
+    }
 }
 
 enum Wake {
@@ -263,12 +319,12 @@ fn wait_readable(fds: &[BorrowedFd<'_>], deadline: Instant) -> Result<Wake, Errn
 }
 
 /// Waits until the child exits (left unreaped, so its pid and process group id stay
-/// reserved), the deadline passes, or a stop signal arrives.
-fn wait_for(child: Pid, signals: BorrowedFd<'_>, deadline: Instant) -> Ended {
+/// reserved), the deadline passes, or a stop or kill signal arrives.
+fn wait_for(child: Pid, signals: &SignalFd, deadline: Instant) -> Ended {
     if let Ok(pidfd) = sys::pidfd_open(child.as_raw()) {
-        return match wait_readable(&[pidfd.as_fd(), signals], deadline) {
+        return match wait_readable(&[pidfd.as_fd(), signals.as_fd()], deadline) {
             Ok(Wake::Ready(0)) => Ended::Exited,
-            Ok(Wake::Ready(_)) => Ended::Signal,
+            Ok(Wake::Ready(_)) => stop_reason(signals),
             Ok(Wake::Deadline) | Err(_) => Ended::Deadline,
         };
     }
@@ -280,8 +336,8 @@ fn wait_for(child: Pid, signals: BorrowedFd<'_>, deadline: Instant) -> Ended {
             Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
             Ok(_) | Err(_) => return Ended::Exited,
         }
-        match wait_readable(&[signals], deadline.min(Instant::now() + tick)) {
-            Ok(Wake::Ready(_)) => return Ended::Signal,
+        match wait_readable(&[signals.as_fd()], deadline.min(Instant::now() + tick)) {
+            Ok(Wake::Ready(_)) => return stop_reason(signals),
             Ok(Wake::Deadline) if Instant::now() >= deadline => return Ended::Deadline,
             Ok(Wake::Deadline) | Err(_) => {}
         }

@@ -4,7 +4,8 @@
 //! [`Jail::run`] re-executes that binary as a helper which sets the jail up in a fresh
 //! single-threaded process, runs the command, enforces the timeout and kills everything
 //! the command left behind. If the host cannot enforce the jail, nothing runs
-//! ([`JailError::Unenforceable`]).
+//! ([`JailError::Unenforceable`]). [`Jail::spawn`] does the same without waiting: it
+//! returns a [`JailProcess`] (stdin pipe, incremental output, kill) once the command runs.
 //!
 //! ```no_run
 //! use pincer_jail::{Jail, JailProfile};
@@ -24,6 +25,7 @@
 //! | [`landlock`] | the file-system / TCP / scope ruleset |
 //! | [`seccomp`] | the BPF syscall filter |
 //! | [`spawn`] | the caller's side: [`Jail::run`] |
+//! | [`process`] | a command running in the background: [`Jail::spawn`] → [`JailProcess`] (stdin, incremental output, kill); `process::owner`, the thread that owns its helper |
 //! | `helper` | the re-executed helper: supervisor, timeout, cleanup |
 //! | `child` | the jailed child: the setup steps in order, then `execve` |
 //! | `reap` | killing every descendant (child subreaper) |
@@ -39,6 +41,7 @@ pub mod explain;
 mod helper;
 pub mod landlock;
 pub mod probe;
+pub mod process;
 pub mod profile;
 mod reap;
 pub mod seccomp;
@@ -50,6 +53,7 @@ pub use capture::Captured;
 pub use error::JailError;
 pub use helper::run_helper_if_requested;
 pub use probe::HostSupport;
+pub use process::{JailProcess, ProcessOutcome, ProcessOutput, ProcessResult, ProcessStatus};
 pub use profile::{Access, JailProfile, JailUser, Limits, Network, Workspace, WorkspaceDir};
 pub use spawn::{Jail, JailOutcome};
 pub use wire::{Enforcement, ExitStatus, Namespace, SetupStep};

@@ -83,19 +83,8 @@ impl Jail {
     /// cannot enforce the jail.
     pub fn run(&self, profile: &JailProfile) -> Result<JailOutcome, JailError> {
         let started = Instant::now();
-        let host = HostSupport::probe();
-        let mut missing = host.missing();
-        let user = profile.user();
-        if host.euid != 0 && host.euid != user.uid() {
-            missing.push(Missing::User {
-                wanted: user.uid(),
-                euid: host.euid,
-            });
-        }
-        if !missing.is_empty() {
-            return Err(JailError::Unenforceable(missing));
-        }
-        let scratch = Scratch::create(&self.scratch_base, user)?;
+        check_host(profile)?;
+        let scratch = Scratch::create(&self.scratch_base, profile.user())?;
         let result = self.run_in(profile, scratch.path(), started);
         let removed = scratch.remove();
         let outcome = result?;
@@ -112,30 +101,11 @@ impl Jail {
         scratch: &Path,
         started: Instant,
     ) -> Result<JailOutcome, JailError> {
-        let plan = serde_json::to_vec(&Plan {
-            profile: profile.clone(),
-            scratch: scratch.to_owned(),
-        })?;
-        let io = |what| move |source| JailError::Io { what, source };
-        let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-            .map_err(|e| io("creating the report pipe")(e.into()))?;
-        let report_w = above_stdio(report_w).map_err(io("moving the report pipe"))?;
-
-        let mut cmd = Command::new(&self.helper);
-        cmd.arg(HELPER_MARKER)
-            .arg(report_w.as_raw_fd().to_string())
-            .arg(std::process::id().to_string())
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        sys::prepare_helper_command(&mut cmd, report_w.as_raw_fd());
-        let mut helper = cmd.spawn().map_err(|source| JailError::HelperStart {
-            exe: self.helper.clone(),
-            source,
-        })?;
+        let plan = plan_bytes(profile, scratch)?;
+        let (report_r, report_w) = report_pipe()?;
+        let mut helper = self.start_helper(&report_w, None)?;
         drop(report_w);
-        let helper_pid = Pid::from_raw(i32::try_from(helper.id()).unwrap_or(i32::MAX));
+        let helper_pid = pid_of(&helper);
 
         // The helper reads the whole plan before anything else; if it died early the
         // write fails and its report (or lack of one) explains why.
@@ -145,15 +115,7 @@ impl Jail {
         let cap = profile.limits().output_bytes.get();
         let stdout = helper.stdout.take().map(|s| reader(s, cap));
         let stderr = helper.stderr.take().map(|s| reader(s, cap));
-        let (record_tx, records) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(std::fs::File::from(report_r)).lines() {
-                let Ok(line) = line else { break };
-                if record_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let records = report_lines(report_r);
 
         let backstop = started + profile.timeout() + SWEEP_LIMIT + BACKSTOP_GRACE;
         let mut lines = Vec::new();
@@ -170,19 +132,17 @@ impl Jail {
                 grace: SWEEP_LIMIT + BACKSTOP_GRACE,
             });
         }
-        let status = helper.wait().map_err(io("waiting for the jail helper"))?;
+        let status = helper.wait().map_err(|source| JailError::Io {
+            what: "waiting for the jail helper",
+            source,
+        })?;
         while let Ok(line) = records.recv_timeout(OUTPUT_GRACE) {
             lines.push(line);
         }
         let stdout = collect(stdout, &lines)?;
         let stderr = collect(stderr, &lines)?;
 
-        let last = lines
-            .iter()
-            .rev()
-            .map(|l| serde_json::from_str::<HelperRecord>(l))
-            .find(|r| !matches!(r, Ok(HelperRecord::Started { .. })));
-        match last {
+        match final_record(&lines) {
             None => Err(JailError::HelperLost {
                 status: status.to_string(),
                 stderr: String::from_utf8_lossy(&stderr.bytes).trim().to_owned(),
@@ -206,10 +166,115 @@ impl Jail {
                 HelperRecord::ExecFailed { program, detail } => {
                     Err(JailError::Exec { program, detail })
                 }
-                HelperRecord::Cancelled | HelperRecord::Started { .. } => Err(JailError::Cancelled),
+                HelperRecord::Cancelled
+                | HelperRecord::Killed { .. }
+                | HelperRecord::Started { .. }
+                | HelperRecord::Running { .. } => Err(JailError::Cancelled),
             },
         }
     }
+
+    /// Starts the helper with piped stdin (the plan), stdout and stderr, inheriting the
+    /// report pipe's write end and, for a spawned command, its stdin pipe's read end.
+    pub(crate) fn start_helper(
+        &self,
+        report_w: &OwnedFd,
+        stdin_r: Option<&OwnedFd>,
+    ) -> Result<std::process::Child, JailError> {
+        let mut cmd = Command::new(&self.helper);
+        cmd.arg(HELPER_MARKER)
+            .arg(report_w.as_raw_fd().to_string())
+            .arg(std::process::id().to_string());
+        if let Some(fd) = stdin_r {
+            cmd.arg(fd.as_raw_fd().to_string());
+        }
+        cmd.env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        sys::prepare_helper_command(
+            &mut cmd,
+            report_w.as_raw_fd(),
+            stdin_r.map(AsRawFd::as_raw_fd),
+        );
+        cmd.spawn().map_err(|source| JailError::HelperStart {
+            exe: self.helper.clone(),
+            source,
+        })
+    }
+
+    /// Where each call's private directory is created.
+    pub(crate) fn scratch_dir(&self) -> &Path {
+        &self.scratch_base
+    }
+}
+
+/// Refuses (fail closed) when this host cannot enforce `profile`.
+pub(crate) fn check_host(profile: &JailProfile) -> Result<(), JailError> {
+    let host = HostSupport::probe();
+    let mut missing = host.missing();
+    let user = profile.user();
+    if host.euid != 0 && host.euid != user.uid() {
+        missing.push(Missing::User {
+            wanted: user.uid(),
+            euid: host.euid,
+        });
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(JailError::Unenforceable(missing))
+    }
+}
+
+/// The plan the helper reads, serialised.
+pub(crate) fn plan_bytes(profile: &JailProfile, scratch: &Path) -> Result<Vec<u8>, JailError> {
+    Ok(serde_json::to_vec(&Plan {
+        profile: profile.clone(),
+        scratch: scratch.to_owned(),
+    })?)
+}
+
+/// The report pipe: `(read end, write end above stdio)`, both close-on-exec.
+pub(crate) fn report_pipe() -> Result<(OwnedFd, OwnedFd), JailError> {
+    let io = |what| move |source| JailError::Io { what, source };
+    let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| io("creating the report pipe")(e.into()))?;
+    let report_w = above_stdio(report_w).map_err(io("moving the report pipe"))?;
+    Ok((report_r, report_w))
+}
+
+/// The helper's pid (it fits: Linux pids are at most 2^22).
+pub(crate) fn pid_of(helper: &std::process::Child) -> Pid {
+    Pid::from_raw(i32::try_from(helper.id()).unwrap_or(i32::MAX))
+}
+
+/// The helper's report, line by line, read on a thread of its own.
+pub(crate) fn report_lines(report_r: OwnedFd) -> mpsc::Receiver<String> {
+    let (record_tx, records) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(std::fs::File::from(report_r)).lines() {
+            let Ok(line) = line else { break };
+            if record_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    records
+}
+
+/// The helper's last record that says how the call ended (not `Started` or `Running`).
+pub(crate) fn final_record(lines: &[String]) -> Option<Result<HelperRecord, serde_json::Error>> {
+    lines
+        .iter()
+        .rev()
+        .map(|l| serde_json::from_str::<HelperRecord>(l))
+        .find(|r| {
+            !matches!(
+                r,
+                Ok(HelperRecord::Started { .. } | HelperRecord::Running { .. })
+            )
+        })
 }
 
 type Reader = mpsc::Receiver<std::io::Result<Captured>>;
@@ -244,7 +309,7 @@ fn collect(reader: Option<Reader>, lines: &[String]) -> Result<Captured, JailErr
     })
 }
 
-fn started_pid(lines: &[String]) -> Option<i32> {
+pub(crate) fn started_pid(lines: &[String]) -> Option<i32> {
     lines.iter().find_map(|l| match serde_json::from_str(l) {
         Ok(HelperRecord::Started { pid }) => Some(pid),
         _ => None,
@@ -252,7 +317,7 @@ fn started_pid(lines: &[String]) -> Option<i32> {
 }
 
 /// Whether the helper exited before `deadline` (not reaped).
-fn wait_until(helper: &mut std::process::Child, pid: Pid, deadline: Instant) -> bool {
+pub(crate) fn wait_until(helper: &mut std::process::Child, pid: Pid, deadline: Instant) -> bool {
     if let Ok(pidfd) = sys::pidfd_open(pid.as_raw()) {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         use std::os::fd::AsFd;
@@ -283,7 +348,7 @@ fn wait_until(helper: &mut std::process::Child, pid: Pid, deadline: Instant) -> 
 }
 
 /// Makes sure the descriptor is not 0, 1 or 2 (where the child's stdio goes).
-fn above_stdio(fd: OwnedFd) -> std::io::Result<OwnedFd> {
+pub(crate) fn above_stdio(fd: OwnedFd) -> std::io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);
     }
@@ -293,13 +358,13 @@ fn above_stdio(fd: OwnedFd) -> std::io::Result<OwnedFd> {
 
 /// The call's private directory (`HOME`, `TMPDIR`, and the cwd without a workspace):
 /// `mkdtemp` (0700) under the base, owned by the jail user, removed afterwards.
-struct Scratch {
+pub(crate) struct Scratch {
     path: PathBuf,
     removed: bool,
 }
 
 impl Scratch {
-    fn create(base: &Path, user: JailUser) -> Result<Self, JailError> {
+    pub(crate) fn create(base: &Path, user: JailUser) -> Result<Self, JailError> {
         let fail = |source: std::io::Error| JailError::Scratch {
             dir: base.to_owned(),
             source,
@@ -321,11 +386,11 @@ impl Scratch {
         Ok(scratch)
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    fn remove(mut self) -> std::io::Result<()> {
+    pub(crate) fn remove(mut self) -> std::io::Result<()> {
         self.removed = true;
         remove_tree(&self.path)
     }

@@ -130,17 +130,21 @@ pub fn take_inherited_fd(fd: RawFd) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Arranges for the helper started by `cmd` to inherit `report_fd` (which must be
-/// `O_CLOEXEC` in this process) and to start in a new session, so its process group exists
-/// before `spawn` returns.
-pub fn prepare_helper_command(cmd: &mut Command, report_fd: RawFd) {
+/// Arranges for the helper started by `cmd` to inherit `report_fd` and, for a spawned
+/// command, `stdin_fd` (both `O_CLOEXEC` in this process, so no other child inherits
+/// them) and to start in a new session, so its process group exists before `spawn`
+/// returns.
+pub fn prepare_helper_command(cmd: &mut Command, report_fd: RawFd, stdin_fd: Option<RawFd>) {
+    let inherit = [Some(report_fd), stdin_fd];
     let pre_exec = move || -> io::Result<()> {
         // Between fork and exec only async-signal-safe calls: fcntl and setsid.
-        // SAFETY: fcntl(F_SETFD) on a descriptor the forked child has (it was open and
-        // inherited by fork); it touches no memory.
-        let ret = unsafe { libc::fcntl(report_fd, libc::F_SETFD, 0) };
-        if ret < 0 {
-            return Err(io::Error::last_os_error());
+        for fd in inherit.into_iter().flatten() {
+            // SAFETY: fcntl(F_SETFD) on a descriptor the forked child has (it was open and
+            // inherited by fork); it touches no memory.
+            let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+            if ret < 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
         // SAFETY: setsid takes no arguments and is async-signal-safe.
         if unsafe { libc::setsid() } < 0 {
@@ -148,8 +152,9 @@ pub fn prepare_helper_command(cmd: &mut Command, report_fd: RawFd) {
         }
         Ok(())
     };
-    // SAFETY: the closure only makes async-signal-safe system calls (fcntl, setsid) and
-    // does not allocate, lock or touch shared state, as `pre_exec` requires.
+    // SAFETY: the closure only makes async-signal-safe system calls (fcntl, setsid) over a
+    // copied array and does not allocate, lock or touch shared state, as `pre_exec`
+    // requires.
     unsafe { cmd.pre_exec(pre_exec) };
 }
 

@@ -1,6 +1,8 @@
 //! What crosses process boundaries: the plan (caller → helper, on the helper's stdin), the
 //! child's setup record (child → helper, on a close-on-exec pipe) and the helper's report
-//! (helper → caller, on an inherited pipe). All JSON, one value per line.
+//! (helper → caller, on an inherited pipe). All JSON, one value per line. A spawned
+//! command's stdin is a separate pipe, passed to the helper as a descriptor number
+//! ([`HELPER_MARKER`] `<report fd> <caller pid> [<stdin fd>]`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -13,6 +15,9 @@ use crate::profile::JailProfile;
 pub const HELPER_MARKER: &str = "__pincer-jail-helper";
 /// Largest plan the helper reads.
 pub const MAX_PLAN_BYTES: u64 = 4 << 20;
+/// The signal a caller sends the helper to kill a spawned command and everything it
+/// started (SIGTERM, SIGINT and SIGHUP cancel; this one reports [`HelperRecord::Killed`]).
+pub const KILL_SIGNAL: nix::sys::signal::Signal = nix::sys::signal::Signal::SIGUSR1;
 
 /// What the helper is asked to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +158,11 @@ pub enum HelperRecord {
         /// pid.
         pid: i32,
     },
+    /// Setup finished and the command was executed; it runs now.
+    Running {
+        /// What was applied.
+        enforcement: Enforcement,
+    },
     /// The command ran.
     Finished {
         /// How it ended.
@@ -179,4 +189,12 @@ pub enum HelperRecord {
     /// The helper was told to stop (SIGTERM/SIGINT/SIGHUP or its caller died); everything
     /// was killed.
     Cancelled,
+    /// The caller asked for the command to be killed ([`KILL_SIGNAL`]); it and everything it
+    /// started were killed.
+    Killed {
+        /// What was applied.
+        enforcement: Enforcement,
+        /// Descendants killed besides the command itself.
+        leftovers_killed: u32,
+    },
 }
