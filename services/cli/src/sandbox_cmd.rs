@@ -306,6 +306,7 @@ fn docker_settings(args: &SandboxExecArgs, user: SandboxUser) -> DockerSettings 
         host_workspace_root: None,
         user,
         max_output_bytes: OUTPUT_CAP,
+        reuse: pincer_executor::docker::ContainerReuse::PerCall,
     }
 }
 

@@ -23,10 +23,12 @@ use tokio_util::task::TaskTracker;
 use crate::GuardError;
 use crate::listen::{Accepted, Listener};
 use crate::rules::bind::verify_on_disk;
+use crate::rules::create::exec::{check_exec_create, check_exec_start};
+use crate::rules::endpoint::{ExecEndpoint, ExecRoute, classify_exec};
 use crate::rules::{
     BindCheck, ContainerOp, Endpoint, Policy, Refusal, Route, check_create, classify,
 };
-use crate::upstream::{Engine, Inspected};
+use crate::upstream::{Engine, ExecOwner, Inspected};
 
 /// The largest request body read (a create body is a few KiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -189,12 +191,23 @@ impl Guard {
     }
 
     async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, Stop> {
-        let route = classify(
+        let route = match classify(
             &self.policy,
             req.method(),
             req.uri().path(),
             req.uri().query(),
-        )?;
+        ) {
+            Ok(route) => route,
+            // Not a container endpoint: maybe one of the exec endpoints, decided apart.
+            Err(refusal @ Refusal::Endpoint { .. }) => {
+                return match classify_exec(req.method(), req.uri().path(), req.uri().query()) {
+                    Ok(exec) => self.exec(&exec, req).await,
+                    Err(Refusal::Endpoint { .. }) => Err(refusal.into()),
+                    Err(other) => Err(other.into()),
+                };
+            }
+            Err(refusal) => return Err(refusal.into()),
+        };
         let wants_upgrade = asks_for_tcp_upgrade(req.headers());
         let client_upgrade = hyper::upgrade::on(&mut req);
         let body = read_body(req.into_body()).await?;
@@ -207,18 +220,10 @@ impl Guard {
                 if *op == ContainerOp::Attach && !wants_upgrade {
                     return Err(Refusal::NoUpgrade.into());
                 }
-                let full_id = match self
-                    .engine
-                    .inspect_container(&route.version_prefix(), id)
-                    .await?
-                {
-                    Inspected::Sandbox { id } => id,
-                    Inspected::NotSandbox => return Err(Refusal::NotSandbox(id.clone()).into()),
-                    Inspected::Answer(answer) => return Err(Stop::Answer(answer)),
-                };
+                let (full_id, _) = self.sandbox(&route.version_prefix(), id).await?;
                 let uri = route.upstream_path_and_query(&self.policy, Some(&full_id));
                 if *op == ContainerOp::Attach {
-                    self.attach(&uri, client_upgrade).await
+                    self.upgrade(&uri, None, client_upgrade).await
                 } else {
                     let upstream = Engine::request(route.method(), &uri).body(Full::default())?;
                     Ok(pass_on(self.engine.send(upstream).await?))
@@ -249,17 +254,79 @@ impl Guard {
         Ok(pass_on(self.engine.send(upstream).await?))
     }
 
-    /// Forwards an attach with an upgrade; on `101` from the engine, answers `101` and
-    /// splices the two upgraded connections.
-    async fn attach(
+    /// The full id and user of sandbox `name`; a container without the label is refused,
+    /// the engine's refusal (e.g. 404) passed on.
+    async fn sandbox(&self, version: &str, name: &str) -> Result<(String, String), Stop> {
+        match self.engine.inspect_container(version, name).await? {
+            Inspected::Sandbox { id, user } => Ok((id, user)),
+            Inspected::NotSandbox => Err(Refusal::NotSandbox(name.to_owned()).into()),
+            Inspected::Answer(answer) => Err(Stop::Answer(answer)),
+        }
+    }
+
+    /// An exec endpoint: only on a sandbox (for start and inspect: the exec's container),
+    /// with the checked body.
+    async fn exec(
+        &self,
+        route: &ExecRoute,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Body>, Stop> {
+        let wants_upgrade = asks_for_tcp_upgrade(req.headers());
+        let client_upgrade = hyper::upgrade::on(&mut req);
+        let body = read_body(req.into_body()).await?;
+        if !body.is_empty() && !route.takes_body() {
+            return Err(Refusal::UnexpectedBody.into());
+        }
+        let version = route.version_prefix();
+        let exec = match &route.endpoint {
+            ExecEndpoint::Create { container } => {
+                let (full_id, user) = self.sandbox(&version, container).await?;
+                let checked = check_exec_create(&self.policy, &body, &user)?;
+                let upstream = Engine::request(route.method(), &route.upstream_path(&full_id))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(Bytes::from(checked.body)))?;
+                return Ok(pass_on(self.engine.send(upstream).await?));
+            }
+            ExecEndpoint::Start { exec } | ExecEndpoint::Inspect { exec } => exec,
+        };
+        let container = match self.engine.exec_container(&version, exec).await? {
+            ExecOwner::Container(id) => id,
+            ExecOwner::Answer(answer) => return Err(Stop::Answer(answer)),
+        };
+        self.sandbox(&version, &container).await?;
+        let uri = route.upstream_path(&container);
+        if !route.takes_body() {
+            let upstream = Engine::request(route.method(), &uri).body(Full::default())?;
+            return Ok(pass_on(self.engine.send(upstream).await?));
+        }
+        let checked = check_exec_start(&self.policy, &body)?;
+        if checked.detach {
+            let upstream = Engine::request(route.method(), &uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(checked.body)))?;
+            return Ok(pass_on(self.engine.send(upstream).await?));
+        }
+        if !wants_upgrade {
+            return Err(Refusal::NoUpgrade.into());
+        }
+        self.upgrade(&uri, Some(checked.body), client_upgrade).await
+    }
+
+    /// Forwards an attach or exec start with an upgrade (and `body`, for exec start); on
+    /// `101` from the engine, answers `101` and splices the two upgraded connections.
+    async fn upgrade(
         &self,
         uri: &str,
+        body: Option<Vec<u8>>,
         client_upgrade: hyper::upgrade::OnUpgrade,
     ) -> Result<Response<Body>, Stop> {
-        let upstream = Engine::request(http::Method::POST, uri)
+        let mut upstream = Engine::request(http::Method::POST, uri)
             .header(header::CONNECTION, "Upgrade")
-            .header(header::UPGRADE, "tcp")
-            .body(Full::default())?;
+            .header(header::UPGRADE, "tcp");
+        if body.is_some() {
+            upstream = upstream.header(header::CONTENT_TYPE, "application/json");
+        }
+        let upstream = upstream.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         let mut answer = self.engine.send(upstream).await?;
         if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Ok(pass_on(answer));

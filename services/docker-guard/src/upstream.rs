@@ -35,10 +35,27 @@ pub enum Inspected {
     Sandbox {
         /// The full container id.
         id: String,
+        /// Its `Config.User` (what an exec into it must run as).
+        user: String,
     },
     /// Exists, but is not a sandbox.
     NotSandbox,
     /// The engine refused the inspection (e.g. 404 no such container); passed on as is.
+    Answer(Response<Full<Bytes>>),
+}
+
+/// What the engine says about an exec instance the caller named.
+#[derive(Debug)]
+pub enum ExecOwner {
+    /// The full id of the container it belongs to.
+    Container(String),
+    /// The engine refused the inspection (e.g. 404 no such exec instance); passed on.
+    Answer(Response<Full<Bytes>>),
+}
+
+/// A JSON answer, or the engine's refusal to pass on.
+enum Fetched {
+    Json(Value),
     Answer(Response<Full<Bytes>>),
 }
 
@@ -96,11 +113,64 @@ impl Engine {
         version_prefix: &str,
         name: &str,
     ) -> Result<Inspected, GuardError> {
-        let req = Self::request(
-            http::Method::GET,
-            &format!("{version_prefix}/containers/{name}/json"),
-        )
-        .body(Full::new(Bytes::new()))?;
+        let path = format!("{version_prefix}/containers/{name}/json");
+        let value = match self.get_json(&path, "a container inspection").await? {
+            Fetched::Json(value) => value,
+            Fetched::Answer(answer) => return Ok(Inspected::Answer(answer)),
+        };
+        let bad = |why: &str| GuardError::DockerAnswer {
+            what: "a container inspection",
+            why: why.to_owned(),
+        };
+        let id = value
+            .get("Id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| bad("no hexadecimal Id"))?;
+        let config = value.get("Config");
+        let label = config
+            .and_then(|c| c.get("Labels"))
+            .and_then(|l| l.get(SANDBOX_LABEL))
+            .and_then(Value::as_str);
+        let user = config
+            .and_then(|c| c.get("User"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        Ok(if label == Some(SANDBOX_LABEL_VALUE) {
+            Inspected::Sandbox {
+                id: id.to_owned(),
+                user: user.to_owned(),
+            }
+        } else {
+            Inspected::NotSandbox
+        })
+    }
+
+    /// The container exec instance `exec` belongs to (its full id), or the engine's refusal.
+    pub async fn exec_container(
+        &self,
+        version_prefix: &str,
+        exec: &str,
+    ) -> Result<ExecOwner, GuardError> {
+        let path = format!("{version_prefix}/exec/{exec}/json");
+        let value = match self.get_json(&path, "an exec inspection").await? {
+            Fetched::Json(value) => value,
+            Fetched::Answer(answer) => return Ok(ExecOwner::Answer(answer)),
+        };
+        value
+            .get("ContainerID")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(|id| ExecOwner::Container(id.to_owned()))
+            .ok_or_else(|| GuardError::DockerAnswer {
+                what: "an exec inspection",
+                why: "no hexadecimal ContainerID".to_owned(),
+            })
+    }
+
+    /// `GET path` as JSON; a status other than 200 is the engine's answer, passed on.
+    async fn get_json(&self, path: &str, what: &'static str) -> Result<Fetched, GuardError> {
+        let req = Self::request(http::Method::GET, path).body(Full::new(Bytes::new()))?;
         let response = self.send(req).await?;
         let (parts, body) = response.into_parts();
         let bytes = match tokio::time::timeout(
@@ -112,42 +182,28 @@ impl Engine {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(e)) => {
                 return Err(GuardError::DockerAnswer {
-                    what: "a container inspection",
+                    what,
                     why: e.to_string(),
                 });
             }
             Err(_) => {
                 return Err(GuardError::DockerAnswer {
-                    what: "a container inspection",
+                    what,
                     why: format!("no answer within {} s", INSPECT_TIMEOUT.as_secs()),
                 });
             }
         };
         if parts.status != StatusCode::OK {
-            return Ok(Inspected::Answer(Response::from_parts(
+            return Ok(Fetched::Answer(Response::from_parts(
                 parts,
                 Full::new(bytes),
             )));
         }
-        let bad = |why: &str| GuardError::DockerAnswer {
-            what: "a container inspection",
-            why: why.to_owned(),
-        };
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| bad(&e.to_string()))?;
-        let id = value
-            .get("Id")
-            .and_then(Value::as_str)
-            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| bad("no hexadecimal Id"))?;
-        let label = value
-            .get("Config")
-            .and_then(|c| c.get("Labels"))
-            .and_then(|l| l.get(SANDBOX_LABEL))
-            .and_then(Value::as_str);
-        Ok(if label == Some(SANDBOX_LABEL_VALUE) {
-            Inspected::Sandbox { id: id.to_owned() }
-        } else {
-            Inspected::NotSandbox
-        })
+        serde_json::from_slice(&bytes)
+            .map(Fetched::Json)
+            .map_err(|e| GuardError::DockerAnswer {
+                what,
+                why: e.to_string(),
+            })
     }
 }

@@ -1,10 +1,12 @@
 //! Spawn latency of one `exec` call through the executor's backends, end to end from a
 //! validated plan to the outcome: (a) the jail backend (`JailBackend`, this binary as its
 //! own helper), (b) the Docker backend (`DockerBackend::run`: create, attach, start, wait,
-//! remove through the Engine API, posture and seccomp profile included), and (c)
+//! remove through the Engine API, posture and seccomp profile included), (d) the Docker
+//! backend with session reuse (`executor.docker.reuse: "session"`: each call a `docker
+//! exec` into the session's container, made by the warm-up), and (c)
 //! `docker run --rm --network none pincer-sandbox:latest true` through the CLI, for
-//! comparison. Each runs `true`, and (a) and (b) also a small shell script that writes and
-//! reads a file. Prints p50/p99/max in ms. Numbers for notes, never asserted.
+//! comparison. Each runs `true`, and (a), (b) and (d) also a small shell script that writes
+//! and reads a file. Prints p50/p99/max in ms. Numbers for notes, never asserted.
 //!
 //! `cargo bench -p pincer-executor --bench spawn` (release). Runs per case:
 //! `PINCER_BENCH_RUNS` (default 50), after `PINCER_BENCH_WARMUP` warm-up runs (default 3).
@@ -15,6 +17,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pincer_executor::docker::ContainerReuse;
 use pincer_executor::jail::JailBackend;
 use pincer_executor::{
     DockerBackend, DockerSettings, ExecLimits, ExecOutcome, ExecPlan, FixedClock, Sandbox,
@@ -68,7 +71,7 @@ async fn bench(runs: usize, warmup: usize) -> Result<(), BenchError> {
         .await;
     }
 
-    let docker = Arc::new(DockerBackend::new(DockerSettings {
+    let settings = DockerSettings {
         host: None,
         image: IMAGE.to_owned(),
         memory_bytes: 512 * 1024 * 1024,
@@ -77,6 +80,14 @@ async fn bench(runs: usize, warmup: usize) -> Result<(), BenchError> {
         host_workspace_root: None,
         user,
         max_output_bytes: 64 * 1024,
+        reuse: ContainerReuse::PerCall,
+    };
+    let docker = Arc::new(DockerBackend::new(settings.clone()));
+    let session = Arc::new(DockerBackend::new(DockerSettings {
+        reuse: ContainerReuse::PerSession {
+            idle: Duration::from_secs(600),
+        },
+        ..settings
     }));
     match docker_ready(&docker).await {
         Ok(()) => {
@@ -88,6 +99,17 @@ async fn bench(runs: usize, warmup: usize) -> Result<(), BenchError> {
                 })
                 .await;
             }
+            for (name, argv) in cases() {
+                let row = format!("(d) Docker backend, session reuse, {name}");
+                let backend = Arc::clone(&session);
+                series(&row, runs, warmup.max(1), || {
+                    call(backend.as_ref(), &workspaces, &argv)
+                })
+                .await;
+            }
+            if let Err(e) = session.reap_own().await {
+                println!("  cannot remove the session container: {e}");
+            }
             series(
                 "(c) docker run --rm --network none, true",
                 runs,
@@ -96,7 +118,7 @@ async fn bench(runs: usize, warmup: usize) -> Result<(), BenchError> {
             )
             .await;
         }
-        Err(why) => println!("  (b), (c) skipped: {why}"),
+        Err(why) => println!("  (b), (c), (d) skipped: {why}"),
     }
     Ok(())
 }
@@ -128,7 +150,7 @@ where
 {
     for _ in 0..warmup {
         if let Err(e) = f().await {
-            println!("  {name:<44} failed: {e}");
+            println!("  {name:<56} failed: {e}");
             return;
         }
     }
@@ -136,7 +158,7 @@ where
     for _ in 0..runs {
         let started = Instant::now();
         if let Err(e) = f().await {
-            println!("  {name:<44} failed: {e}");
+            println!("  {name:<56} failed: {e}");
             return;
         }
         times.push(started.elapsed());
@@ -145,7 +167,7 @@ where
     let pct = |p: usize| times[((times.len() * p).div_ceil(100)).saturating_sub(1)];
     let max = times.last().copied().unwrap_or_default();
     println!(
-        "  {name:<44} p50 {:>8.1} ms   p99 {:>8.1} ms   max {:>8.1} ms   (n={})",
+        "  {name:<56} p50 {:>8.1} ms   p99 {:>8.1} ms   max {:>8.1} ms   (n={})",
         ms(pct(50)),
         ms(pct(99)),
         ms(max),

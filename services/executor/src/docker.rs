@@ -1,23 +1,30 @@
-//! The Docker backend: one throwaway container per call.
+//! The Docker backend: one throwaway container per call, or, with
+//! `executor.docker.reuse: "session"`, one container per session that its calls
+//! `docker exec` into.
 //!
 //! | module | what |
 //! |---|---|
-//! | [`posture`] | the container's create body (network none, read-only, caps dropped, ...) — pure |
+//! | [`posture`] | the container's create body (network none, read-only, caps dropped, ...) and a session call's exec — pure |
 //! | [`run`] | one call: create, attach, start, wait with a wall-clock limit, kill, remove |
+//! | [`session`] | per-session containers: the pool (key: agent, session, workspace access), idle removal |
+//! | [`exec`] | one call in a session's container: exec, capped output, exit code, kill at the limit |
 //! | [`reaper`] | removing labelled leftovers (at start, and this instance's at shutdown) |
 //!
 //! The client connects lazily: a service whose Docker engine is down starts anyway and answers
 //! `Unavailable` until the engine is back.
 
+mod exec;
 pub mod posture;
 pub mod reaper;
 mod run;
+mod session;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::{API_DEFAULT_VERSION, Docker};
+pub use pincer_runtime::config::validate::ContainerReuse;
 use pincer_runtime::config::validate::{DockerConfig, ExecToolConfig};
 use tokio::sync::OnceCell;
 
@@ -52,6 +59,8 @@ pub struct DockerSettings {
     pub user: SandboxUser,
     /// Bytes kept of stdout and of stderr each.
     pub max_output_bytes: usize,
+    /// A throwaway container per call, or one per session.
+    pub reuse: ContainerReuse,
 }
 
 impl DockerSettings {
@@ -66,6 +75,7 @@ impl DockerSettings {
             host_workspace_root: docker.host_workspace_root.clone(),
             user,
             max_output_bytes: usize::try_from(exec.max_output_bytes).unwrap_or(usize::MAX),
+            reuse: docker.reuse,
         }
     }
 
@@ -87,6 +97,8 @@ struct Inner {
     settings: DockerSettings,
     instance_id: String,
     client: OnceCell<Docker>,
+    /// The session containers, with `reuse: PerSession`.
+    sessions: Option<session::Pool>,
 }
 
 impl std::fmt::Debug for DockerBackend {
@@ -101,11 +113,16 @@ impl std::fmt::Debug for DockerBackend {
 impl DockerBackend {
     /// A backend with a fresh instance id. Does no I/O.
     pub fn new(settings: DockerSettings) -> Self {
+        let sessions = match settings.reuse {
+            ContainerReuse::PerCall => None,
+            ContainerReuse::PerSession { idle } => Some(session::Pool::new(idle)),
+        };
         Self {
             inner: Arc::new(Inner {
                 settings,
                 instance_id: uuid::Uuid::new_v4().simple().to_string(),
                 client: OnceCell::new(),
+                sessions,
             }),
         }
     }
@@ -135,8 +152,12 @@ impl DockerBackend {
         reaper::reap(docker, &format!("{}=1", posture::SANDBOX_LABEL)).await
     }
 
-    /// Removes this instance's containers (at shutdown, after the drain).
+    /// Removes this instance's containers (at shutdown, after the drain), session
+    /// containers included; a later call of a session starts a new container.
     pub async fn reap_own(&self) -> Result<usize, ExecutorError> {
+        if let Some(sessions) = &self.inner.sessions {
+            sessions.forget_all();
+        }
         let docker = self.client().await?;
         let label = format!("{}={}", posture::INSTANCE_LABEL, self.inner.instance_id);
         reaper::reap(docker, &label).await
@@ -155,12 +176,32 @@ impl Sandbox for DockerBackend {
             Some(root) => root.join(workspace.agent_id.as_str()),
             None => workspace.agent_dir.clone(),
         };
+        let bind_source = bind_source.to_string_lossy();
+        // The executor's own calls (no session) always get a throwaway container.
+        if let Some(sessions) = self.inner.sessions.as_ref()
+            && !plan.session_key().is_empty()
+        {
+            let call = session::Call {
+                docker,
+                settings,
+                instance_id: &self.inner.instance_id,
+                plan: &plan,
+                bind_source: &bind_source,
+            };
+            if let Some(outcome) = sessions.run(call).await {
+                return outcome;
+            }
+            tracing::debug!(
+                agent = plan.agent_id().as_str(),
+                "every session container is busy; this call gets a throwaway container"
+            );
+        }
         run::run_container(
             docker,
             settings,
             &self.inner.instance_id,
             &plan,
-            &bind_source.to_string_lossy(),
+            &bind_source,
         )
         .await
     }

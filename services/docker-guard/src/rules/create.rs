@@ -10,6 +10,8 @@
 //! What is forwarded is the body as parsed here, re-serialised: the engine reads exactly
 //! what was checked.
 
+pub mod exec;
+
 use serde_json::{Map, Value};
 
 use super::bind::{check_normal_absolute, check_target};

@@ -18,6 +18,11 @@
 //!
 //! `{id}` operations are forwarded only after the guard has inspected the container and found
 //! the label `pincer.sandbox=1`; they go to the engine under the full container id.
+//!
+//! The `docker exec` endpoints that per-session containers need (`POST
+//! /containers/{id}/exec`, `POST /exec/{id}/start`, `GET /exec/{id}/json`) are decided
+//! apart, by [`classify_exec`]: [`classify`] refuses them, so they pass only through code
+//! that checks the target container and the body as described there.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -168,36 +173,7 @@ pub fn classify(
         method: method.to_string(),
         path: path.to_owned(),
     };
-    // Percent-escapes, empty and dot segments never name an allowed endpoint.
-    if path.contains('%') || path.contains("//") || path.ends_with('/') {
-        return Err(refuse());
-    }
-    let mut segments: Vec<&str> = path
-        .strip_prefix('/')
-        .ok_or_else(refuse)?
-        .split('/')
-        .collect();
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || *s == "." || *s == "..")
-    {
-        return Err(refuse());
-    }
-    let version_segment = segments
-        .first()
-        .and_then(|s| s.strip_prefix('v'))
-        .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()));
-    let version = match version_segment {
-        Some(v) => {
-            let parsed = parse_version(v).ok_or_else(refuse)?;
-            if parsed.minor < MIN_API_MINOR {
-                return Err(Refusal::ApiVersion(format!("v{v}")));
-            }
-            segments.remove(0);
-            Some(parsed)
-        }
-        None => None,
-    };
+    let (version, segments) = split_path(method, path)?;
     let image_path = format!("images/{}/json", policy.image);
     let rest = segments.join("/");
     let (endpoint, accepted): (Endpoint, &[&str]) = match (method, segments.as_slice()) {
@@ -246,6 +222,48 @@ pub fn classify(
     })
 }
 
+/// The API version prefix (refused when too old) and the segments after it. Percent
+/// escapes, empty and dot segments never name an allowed endpoint.
+fn split_path<'p>(
+    method: &Method,
+    path: &'p str,
+) -> Result<(Option<ApiVersion>, Vec<&'p str>), Refusal> {
+    let refuse = || Refusal::Endpoint {
+        method: method.to_string(),
+        path: path.to_owned(),
+    };
+    if path.contains('%') || path.contains("//") || path.ends_with('/') {
+        return Err(refuse());
+    }
+    let mut segments: Vec<&str> = path
+        .strip_prefix('/')
+        .ok_or_else(refuse)?
+        .split('/')
+        .collect();
+    if segments
+        .iter()
+        .any(|s| s.is_empty() || *s == "." || *s == "..")
+    {
+        return Err(refuse());
+    }
+    let version_segment = segments
+        .first()
+        .and_then(|s| s.strip_prefix('v'))
+        .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()));
+    let version = match version_segment {
+        Some(v) => {
+            let parsed = parse_version(v).ok_or_else(refuse)?;
+            if parsed.minor < MIN_API_MINOR {
+                return Err(Refusal::ApiVersion(format!("v{v}")));
+            }
+            segments.remove(0);
+            Some(parsed)
+        }
+        None => None,
+    };
+    Ok((version, segments))
+}
+
 fn parse_version(v: &str) -> Option<ApiVersion> {
     let (major, minor) = v.split_once('.')?;
     let digits = |s: &str| !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit());
@@ -267,6 +285,111 @@ fn container(id: &str, op: ContainerOp) -> Option<Endpoint> {
         id: id.to_owned(),
         op,
     })
+}
+
+/// The length of an exec instance's id (hexadecimal).
+const EXEC_ID_LEN: usize = 64;
+
+/// A `docker exec` endpoint: what a session's calls need (`executor.docker.reuse:
+/// "session"`). Kept apart from [`classify`], which refuses them: the proxy may forward one
+/// only after it resolved the target to a sandbox container (for [`ExecOp::Start`] and
+/// [`ExecOp::Inspect`]: the exec's `ContainerID`, from `GET /exec/{id}/json` on the engine,
+/// must carry `pincer.sandbox=1`), and a create only with the body
+/// [`super::create::exec::check_exec_create`] accepted for that container's `User`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEndpoint {
+    /// `POST /containers/{id}/exec`, with a body.
+    Create {
+        /// The container as named by the caller.
+        container: String,
+    },
+    /// `POST /exec/{id}/start`, with a body, as a connection upgrade (unless detached).
+    Start {
+        /// The exec instance (64 hexadecimal digits).
+        exec: String,
+    },
+    /// `GET /exec/{id}/json`.
+    Inspect {
+        /// The exec instance (64 hexadecimal digits).
+        exec: String,
+    },
+}
+
+/// An allowed exec request: its version prefix and endpoint (no query is accepted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRoute {
+    /// The `/v1.N` prefix, when sent.
+    pub version: Option<ApiVersion>,
+    /// What is asked.
+    pub endpoint: ExecEndpoint,
+}
+
+impl ExecRoute {
+    /// The path to send to the engine: a create goes to `container` (the full id the guard
+    /// resolved), never to the caller's name.
+    pub fn upstream_path(&self, container: &str) -> String {
+        let version = self.version_prefix();
+        match &self.endpoint {
+            ExecEndpoint::Create { .. } => format!("{version}/containers/{container}/exec"),
+            ExecEndpoint::Start { exec } => format!("{version}/exec/{exec}/start"),
+            ExecEndpoint::Inspect { exec } => format!("{version}/exec/{exec}/json"),
+        }
+    }
+
+    /// The version prefix (`/v1.41`, or empty), also for the guard's own inspections.
+    pub fn version_prefix(&self) -> String {
+        self.version
+            .map(|v| format!("/v1.{}", v.minor))
+            .unwrap_or_default()
+    }
+
+    /// The method to send to the engine.
+    pub fn method(&self) -> Method {
+        match self.endpoint {
+            ExecEndpoint::Inspect { .. } => Method::GET,
+            ExecEndpoint::Create { .. } | ExecEndpoint::Start { .. } => Method::POST,
+        }
+    }
+
+    /// Whether the request carries a (checked) body: create and start do.
+    pub fn takes_body(&self) -> bool {
+        !matches!(self.endpoint, ExecEndpoint::Inspect { .. })
+    }
+}
+
+/// Decides whether `method path?query` is one of the exec endpoints. Resize, exec on a
+/// name that is not a container reference, other methods and any query are refused.
+pub fn classify_exec(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Result<ExecRoute, Refusal> {
+    let refuse = || Refusal::Endpoint {
+        method: method.to_string(),
+        path: path.to_owned(),
+    };
+    let (version, segments) = split_path(method, path)?;
+    let exec_id = |id: &str| {
+        (id.len() == EXEC_ID_LEN && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| id.to_ascii_lowercase())
+    };
+    let endpoint = match (method, segments.as_slice()) {
+        (&Method::POST, ["containers", id, "exec"]) => match container(id, ContainerOp::Start) {
+            Some(_) => ExecEndpoint::Create {
+                container: (*id).to_owned(),
+            },
+            None => return Err(refuse()),
+        },
+        (&Method::POST, ["exec", id, "start"]) => ExecEndpoint::Start {
+            exec: exec_id(id).ok_or_else(refuse)?,
+        },
+        (&Method::GET, ["exec", id, "json"]) => ExecEndpoint::Inspect {
+            exec: exec_id(id).ok_or_else(refuse)?,
+        },
+        _ => return Err(refuse()),
+    };
+    parse_query(query, &[])?;
+    Ok(ExecRoute { version, endpoint })
 }
 
 fn parse_query(query: Option<&str>, accepted: &[&str]) -> Result<Vec<(String, String)>, Refusal> {

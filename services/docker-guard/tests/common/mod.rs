@@ -40,6 +40,7 @@ pub fn settings(image: &str) -> DockerSettings {
         host_workspace_root: None,
         user: SandboxUser::for_this_process(),
         max_output_bytes: 65_536,
+        reuse: pincer_executor::docker::ContainerReuse::PerCall,
     }
 }
 

@@ -1,16 +1,19 @@
-//! The container posture (SECURITY.md, "Sandboxes"), as one pure function from settings and
-//! a validated plan to Docker's create body. Nothing here comes from the caller except the
-//! argv and the (normalised) cwd.
+//! The container posture (SECURITY.md, "Sandboxes"), as pure functions from settings and
+//! a validated plan to Docker's create body ([`container_body`] for a throwaway call,
+//! [`session_body`] for a session's container; both share [`host_config`]) and, for
+//! session containers, to the exec of one call ([`exec_config`]) and of its kill at the
+//! timeout ([`kill_config`]). Nothing here comes from the caller except the argv, the
+//! (normalised) cwd and the plan's checked extra environment.
 
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
+    ContainerCreateBody, ExecConfig, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
     MountBindOptionsPropagationEnum, MountTypeEnum, ResourcesUlimits,
 };
 
 use super::DockerSettings;
-use crate::plan::ValidatedExecPlan;
+use crate::plan::{AgentId, ValidatedExecPlan};
 
 /// Every sandbox container carries this label (value `1`); the reaper removes them all.
 pub const SANDBOX_LABEL: &str = "pincer.sandbox";
@@ -57,18 +60,56 @@ pub fn container_body(
     bind_source: &str,
     instance_id: &str,
 ) -> ContainerCreateBody {
-    let labels = HashMap::from([
+    ContainerCreateBody {
+        image: Some(settings.image.clone()),
+        cmd: Some(plan.argv().to_vec()),
+        // The image's entrypoint never wraps the command.
+        entrypoint: Some(vec![]),
+        user: Some(settings.user.docker_user()),
+        working_dir: Some(plan.cwd().under(WORKSPACE_MOUNT)),
+        // Ours first; the plan's extra variables were checked not to touch ours.
+        env: Some(
+            SANDBOX_ENV
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain(plan.env().iter().map(|(k, v)| format!("{k}={v}")))
+                .collect(),
+        ),
+        labels: Some(labels(instance_id, plan.agent_id())),
+        network_disabled: Some(true),
+        attach_stdin: Some(false),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(false),
+        tty: Some(false),
+        host_config: Some(host_config(
+            settings,
+            bind_source,
+            plan.workspace_read_only(),
+        )),
+        ..Default::default()
+    }
+}
+
+/// The labels every sandbox container carries.
+fn labels(instance_id: &str, agent: &AgentId) -> HashMap<String, String> {
+    HashMap::from([
         (SANDBOX_LABEL.to_owned(), "1".to_owned()),
         (INSTANCE_LABEL.to_owned(), instance_id.to_owned()),
-        (AGENT_LABEL.to_owned(), plan.agent_id().as_str().to_owned()),
-    ]);
+        (AGENT_LABEL.to_owned(), agent.as_str().to_owned()),
+    ])
+}
+
+/// The host config of every sandbox container, throwaway or per session: only the
+/// workspace's bind source and its access differ between containers.
+pub fn host_config(settings: &DockerSettings, bind_source: &str, read_only: bool) -> HostConfig {
     let ulimit = |name: &str, value: i64| ResourcesUlimits {
         name: Some(name.to_owned()),
         soft: Some(value),
         hard: Some(value),
     };
     let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let host_config = HostConfig {
+    HostConfig {
         network_mode: Some("none".to_owned()),
         readonly_rootfs: Some(true),
         tmpfs: Some(HashMap::from([("/tmp".to_owned(), TMP_OPTIONS.to_owned())])),
@@ -91,7 +132,7 @@ pub fn container_body(
             target: Some(WORKSPACE_MOUNT.to_owned()),
             source: Some(bind_source.to_owned()),
             typ: Some(MountTypeEnum::BIND),
-            read_only: Some(plan.workspace_read_only()),
+            read_only: Some(read_only),
             bind_options: Some(MountBindOptions {
                 propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
                 ..Default::default()
@@ -103,7 +144,8 @@ pub fn container_body(
             typ: Some("none".to_owned()),
             config: None,
         }),
-        // Removed by the executor after the exit code is read.
+        // Removed by the executor after the exit code is read (or when the session's
+        // container is retired).
         auto_remove: Some(false),
         // Docker's tiny init (tini) is pid 1 and the command its child: signals the command
         // does not handle keep their default action (a pid-1 command would ignore them, e.g.
@@ -111,30 +153,122 @@ pub fn container_body(
         // reaped instead of filling the pids limit as zombies.
         init: Some(true),
         ..Default::default()
-    };
+    }
+}
+
+/// Session containers carry this label, value [`SESSION_REUSE`] (besides the labels every
+/// sandbox carries).
+pub const REUSE_LABEL: &str = "pincer.reuse";
+/// The value of [`REUSE_LABEL`].
+pub const SESSION_REUSE: &str = "session";
+/// What a session's container runs between calls (under Docker's init).
+pub const SESSION_IDLE_COMMAND: [&str; 2] = ["sleep", "infinity"];
+
+/// The create body of a session's container: the very host config of a throwaway call
+/// container ([`host_config`]), the sandbox's own environment only (each call's extra
+/// variables go to its exec), and an idle command that the calls `docker exec` into.
+pub fn session_body(
+    settings: &DockerSettings,
+    agent: &AgentId,
+    read_only: bool,
+    bind_source: &str,
+    instance_id: &str,
+) -> ContainerCreateBody {
+    let mut labels = labels(instance_id, agent);
+    labels.insert(REUSE_LABEL.to_owned(), SESSION_REUSE.to_owned());
     ContainerCreateBody {
         image: Some(settings.image.clone()),
-        cmd: Some(plan.argv().to_vec()),
-        // The image's entrypoint never wraps the command.
+        cmd: Some(SESSION_IDLE_COMMAND.map(str::to_owned).to_vec()),
         entrypoint: Some(vec![]),
         user: Some(settings.user.docker_user()),
-        working_dir: Some(plan.cwd().under(WORKSPACE_MOUNT)),
-        // Ours first; the plan's extra variables were checked not to touch ours.
-        env: Some(
-            SANDBOX_ENV
-                .iter()
-                .map(|s| (*s).to_owned())
-                .chain(plan.env().iter().map(|(k, v)| format!("{k}={v}")))
-                .collect(),
-        ),
+        working_dir: Some(WORKSPACE_MOUNT.to_owned()),
+        env: Some(SANDBOX_ENV.map(str::to_owned).to_vec()),
         labels: Some(labels),
         network_disabled: Some(true),
         attach_stdin: Some(false),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
+        attach_stdout: Some(false),
+        attach_stderr: Some(false),
         open_stdin: Some(false),
         tty: Some(false),
-        host_config: Some(host_config),
+        host_config: Some(host_config(settings, bind_source, read_only)),
+        ..Default::default()
+    }
+}
+
+/// The shell line each call's exec starts with: it prints its own pid — the call's
+/// process-group and session id, since every exec starts a new session — as the first
+/// line of stdout, then replaces itself with the command (same pid, same argv). `PWD`,
+/// which the shell exports, is dropped so the command's environment is a call
+/// container's.
+pub const EXEC_WRAPPER: &str = "unset PWD; echo $$ && exec \"$@\"";
+
+/// The exec of one call in a session's container: the sandbox user, the plan's cwd under
+/// the workspace, the plan's checked extra variables (the container holds ours), never
+/// privileged, no stdin, no tty.
+pub fn exec_config(settings: &DockerSettings, plan: &ValidatedExecPlan) -> ExecConfig {
+    let cmd = ["/bin/sh", "-c", EXEC_WRAPPER, "sh"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(plan.argv().iter().cloned())
+        .collect();
+    ExecConfig {
+        attach_stdin: Some(false),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        env: Some(plan.env().iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        cmd: Some(cmd),
+        privileged: Some(false),
+        user: Some(settings.user.docker_user()),
+        working_dir: Some(plan.cwd().under(WORKSPACE_MOUNT)),
+        ..Default::default()
+    }
+}
+
+/// Kills the call whose wrapper printed pid `$1`: SIGKILL to its process group, then to
+/// every process still in its session (background jobs that moved to a group of their
+/// own), until none is left. Exit 0 when none is left, 1 when some survived 1000 rounds (a
+/// round is a scan of `/proc`, about a millisecond; killed processes take a moment to go), 2
+/// for a bad argument. Only shell built-ins: it never forks, so a call that filled the
+/// pids limit cannot stop its own kill. `/proc/<pid>/stat` is read with `read` and split
+/// after the command name (which may hold spaces and parentheses).
+pub const KILL_SCRIPT: &str = r#"sid=$1
+case $sid in ''|*[!0-9]*) exit 2;; esac
+[ "$sid" -gt 1 ] || exit 2
+n=0
+while [ $n -lt 1000 ]; do
+  kill -KILL -"$sid" 2>/dev/null
+  left=0
+  for d in /proc/[0-9]*; do
+    read -r s 2>/dev/null < "$d/stat" || continue
+    set -- ${s##*) }
+    if [ "$4" = "$sid" ] && [ "$1" != Z ]; then
+      kill -KILL "${d#/proc/}" 2>/dev/null
+      left=1
+    fi
+  done
+  [ $left = 0 ] && exit 0
+  n=$((n+1))
+done
+exit 1"#;
+
+/// The exec that runs [`KILL_SCRIPT`] for the call whose wrapper printed `pid`: as the
+/// sandbox user (it can signal nothing the call could not), in the workspace, nothing else.
+pub fn kill_config(settings: &DockerSettings, pid: u32) -> ExecConfig {
+    ExecConfig {
+        attach_stdin: Some(false),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        env: Some(vec![]),
+        cmd: Some(
+            ["/bin/sh", "-c", KILL_SCRIPT, "sh", &pid.to_string()]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        privileged: Some(false),
+        user: Some(settings.user.docker_user()),
+        working_dir: Some(WORKSPACE_MOUNT.to_owned()),
         ..Default::default()
     }
 }
@@ -144,6 +278,8 @@ mod tests {
     use std::time::Duration;
 
     use pincer_proto::v1::{ExecRequest, exec_request};
+
+    use pincer_runtime::config::validate::ContainerReuse;
 
     use super::*;
     use crate::grant::{FixedClock, testing};
@@ -163,6 +299,7 @@ mod tests {
                 gid: 10001,
             },
             max_output_bytes: 65_536,
+            reuse: ContainerReuse::PerCall,
         }
     }
 
@@ -259,6 +396,80 @@ mod tests {
         let env = body.env.unwrap();
         assert_eq!(env[..3], SANDBOX_ENV.map(str::to_owned));
         assert_eq!(env[3..], ["GREETING=hello world".to_owned()]);
+    }
+
+    #[test]
+    fn a_session_container_has_the_posture_of_a_call_container() {
+        let plan = plan();
+        let call = container_body(&settings(), &plan, "/srv/ws/main", "inst-1");
+        let session = session_body(
+            &settings(),
+            plan.agent_id(),
+            false,
+            "/srv/ws/main",
+            "inst-1",
+        );
+        assert_eq!(session.host_config, call.host_config);
+        assert_eq!(session.image, call.image);
+        assert_eq!(session.user, call.user);
+        assert_eq!(session.entrypoint, call.entrypoint);
+        assert_eq!(session.network_disabled, Some(true));
+        assert_eq!(session.cmd.unwrap(), SESSION_IDLE_COMMAND);
+        assert_eq!(session.env.unwrap(), SANDBOX_ENV);
+        assert_eq!(session.working_dir.as_deref(), Some(WORKSPACE_MOUNT));
+        let labels = session.labels.unwrap();
+        let mut expected = call.labels.unwrap();
+        expected.insert(REUSE_LABEL.to_owned(), SESSION_REUSE.to_owned());
+        assert_eq!(labels, expected);
+
+        // The workspace access is the session container's own, as for a call.
+        let ro = session_body(&settings(), plan.agent_id(), true, "/srv/ws/main", "inst-1");
+        let mounts = ro.host_config.unwrap().mounts.unwrap();
+        assert_eq!(mounts[0].read_only, Some(true));
+    }
+
+    #[test]
+    fn a_call_execs_as_the_sandbox_user_in_its_cwd() {
+        let mut req = ExecRequest {
+            grant: Some(testing::grant(&["exec"], "s", "main", i64::MAX)),
+            session_key: "s".into(),
+            command: Some(exec_request::Command::Argv(pincer_proto::v1::Argv {
+                args: vec!["echo".into(), "a b".into()],
+            })),
+            cwd: "sub/../dir".into(),
+            ..Default::default()
+        };
+        req.env.insert("GREETING".into(), "hi".into());
+        let plan = ExecPlan::from(req)
+            .validate(
+                ExecLimits {
+                    max_timeout: Duration::from_secs(5),
+                },
+                &testing::keys(),
+                &FixedClock(0),
+            )
+            .unwrap();
+        let exec = exec_config(&settings(), &plan);
+        assert_eq!(
+            exec.cmd.unwrap(),
+            ["/bin/sh", "-c", EXEC_WRAPPER, "sh", "echo", "a b"]
+        );
+        assert_eq!(exec.user.as_deref(), Some("10001:10001"));
+        assert_eq!(exec.working_dir.as_deref(), Some("/workspace/dir"));
+        assert_eq!(exec.env.unwrap(), ["GREETING=hi"]);
+        assert_eq!(exec.privileged, Some(false));
+        assert_eq!(exec.tty, Some(false));
+        assert_eq!(exec.attach_stdin, Some(false));
+
+        let kill = kill_config(&settings(), 42);
+        assert_eq!(
+            kill.cmd.unwrap(),
+            ["/bin/sh", "-c", KILL_SCRIPT, "sh", "42"]
+        );
+        assert_eq!(kill.user.as_deref(), Some("10001:10001"));
+        assert_eq!(kill.working_dir.as_deref(), Some(WORKSPACE_MOUNT));
+        assert_eq!(kill.privileged, Some(false));
+        assert!(kill.env.unwrap().is_empty());
     }
 
     #[test]

@@ -55,7 +55,10 @@ pub(super) async fn run_container(
     result
 }
 
-async fn ensure_image(docker: &Docker, settings: &DockerSettings) -> Result<(), ExecutorError> {
+pub(super) async fn ensure_image(
+    docker: &Docker,
+    settings: &DockerSettings,
+) -> Result<(), ExecutorError> {
     match docker.inspect_image(&settings.image).await {
         Ok(_) => Ok(()),
         Err(bollard::errors::Error::DockerResponseServerError {

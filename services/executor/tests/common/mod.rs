@@ -82,6 +82,7 @@ pub fn docker_config() -> DockerConfig {
         pids_limit: 64,
         nano_cpus: 1_000_000_000,
         host_workspace_root: None,
+        reuse: pincer_runtime::config::validate::ContainerReuse::PerCall,
     }
 }
 

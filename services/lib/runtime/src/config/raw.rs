@@ -551,6 +551,24 @@ pub struct RawDocker {
     /// (the executor runs in a container and the engine on the host).
     #[serde(default)]
     pub host_workspace_root: Option<String>,
+    /// `call` (default: a throwaway container per call) or `session` (one container per
+    /// session and workspace access, reused by the session's calls through `docker exec`).
+    #[serde(default)]
+    pub reuse: Option<DockerReuse>,
+    /// With `reuse: "session"`: seconds without a call after which a session's container
+    /// is removed (default 600, 30 to 86400).
+    #[serde(default)]
+    pub session_idle_seconds: Option<u32>,
+}
+
+/// `executor.docker.reuse`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerReuse {
+    /// One throwaway container per call.
+    Call,
+    /// One container per session (and workspace access), removed when idle.
+    Session,
 }
 
 /// `logging`.

@@ -11,8 +11,8 @@ use std::time::Duration;
 use url::Url;
 
 use super::raw::{
-    DmPolicy, GroupPolicy, LogFormat, ProviderApi, RawConfig, RawEndpoint, RawTelegram,
-    RawWebFetchTool, SandboxBackend,
+    DmPolicy, DockerReuse, GroupPolicy, LogFormat, ProviderApi, RawConfig, RawDocker, RawEndpoint,
+    RawTelegram, RawWebFetchTool, SandboxBackend,
 };
 pub use super::raw::{ExecAskMode, ExecSecurityLevel};
 use crate::cidr::IpCidr;
@@ -231,6 +231,21 @@ pub struct DockerConfig {
     pub nano_cpus: u64,
     /// Workspace root as the engine sees it, when different.
     pub host_workspace_root: Option<PathBuf>,
+    /// How long a sandbox container lives.
+    pub reuse: ContainerReuse,
+}
+
+/// `executor.docker.reuse` and `executor.docker.sessionIdleSeconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerReuse {
+    /// One throwaway container per call (the default).
+    PerCall,
+    /// One container per session and workspace access, reused by the session's calls and
+    /// removed after `idle` without a call.
+    PerSession {
+        /// How long a container may go without a call.
+        idle: Duration,
+    },
 }
 
 /// `logging`.
@@ -739,6 +754,7 @@ fn validate_executor(raw: &RawConfig, issues: &mut Issues) -> ExecutorConfig {
             "use 0.05 to 64",
         );
     }
+    let reuse = validate_reuse(d, issues);
     ExecutorConfig {
         backend: e.backend.unwrap_or(SandboxBackend::Jail),
         workspace_root: absolute(&e.workspace_root, "executor.workspaceRoot", issues),
@@ -757,6 +773,116 @@ fn validate_executor(raw: &RawConfig, issues: &mut Issues) -> ExecutorConfig {
                 "executor.docker.hostWorkspaceRoot",
                 issues,
             ),
+            reuse,
         },
+    }
+}
+
+fn validate_reuse(d: &RawDocker, issues: &mut Issues) -> ContainerReuse {
+    let idle_seconds = d.session_idle_seconds.unwrap_or(600);
+    if !(30..=86_400).contains(&idle_seconds) {
+        issues.add(
+            "executor.docker.sessionIdleSeconds",
+            format!("{idle_seconds} is out of range"),
+            "use 30 to 86400 seconds",
+        );
+    }
+    match d.reuse.unwrap_or(DockerReuse::Call) {
+        DockerReuse::Call => {
+            if let Some(seconds) = d.session_idle_seconds {
+                issues.add(
+                    "executor.docker.sessionIdleSeconds",
+                    format!("{seconds} is set, but executor.docker.reuse is \"call\""),
+                    "set executor.docker.reuse to \"session\", or remove sessionIdleSeconds",
+                );
+            }
+            ContainerReuse::PerCall
+        }
+        DockerReuse::Session => ContainerReuse::PerSession {
+            idle: Duration::from_secs(u64::from(idle_seconds)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load::{ConfigError, parse_config};
+
+    /// A minimal valid config with `docker` as `executor.docker`.
+    fn with_docker(docker: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            r#"{{
+                models: {{ providers: {{ fake: {{ api: "openai-chat", baseUrl: "http://127.0.0.1:9/v1" }} }} }},
+                agents: {{ defaults: {{ model: "fake/m" }} }},
+                executor: {{ docker: {docker} }},
+            }}"#
+        );
+        parse_config(&text, "test")
+    }
+
+    fn issues(docker: &str) -> Vec<ConfigIssue> {
+        match with_docker(docker) {
+            Err(ConfigError::Invalid { issues, .. }) => issues,
+            other => panic!("expected issues, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reuse_defaults_to_one_container_per_call() {
+        let config = with_docker("{}").unwrap();
+        assert_eq!(config.executor.docker.reuse, ContainerReuse::PerCall);
+        let config = with_docker(r#"{ reuse: "call" }"#).unwrap();
+        assert_eq!(config.executor.docker.reuse, ContainerReuse::PerCall);
+    }
+
+    #[test]
+    fn session_reuse_takes_an_idle_timeout() {
+        let config = with_docker(r#"{ reuse: "session" }"#).unwrap();
+        assert_eq!(
+            config.executor.docker.reuse,
+            ContainerReuse::PerSession {
+                idle: Duration::from_secs(600)
+            }
+        );
+        for (seconds, expected) in [(30, 30), (86_400, 86_400), (900, 900)] {
+            let config = with_docker(&format!(
+                r#"{{ reuse: "session", sessionIdleSeconds: {seconds} }}"#
+            ))
+            .unwrap();
+            assert_eq!(
+                config.executor.docker.reuse,
+                ContainerReuse::PerSession {
+                    idle: Duration::from_secs(expected)
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn idle_timeout_out_of_range_is_named() {
+        for seconds in [0, 29, 86_401] {
+            let found = issues(&format!(
+                r#"{{ reuse: "session", sessionIdleSeconds: {seconds} }}"#
+            ));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].path, "executor.docker.sessionIdleSeconds");
+            assert!(found[0].problem.contains(&seconds.to_string()), "{found:?}");
+            assert_eq!(found[0].fix, "use 30 to 86400 seconds");
+        }
+    }
+
+    #[test]
+    fn idle_timeout_without_session_reuse_is_named() {
+        let found = issues(r#"{ sessionIdleSeconds: 120 }"#);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, "executor.docker.sessionIdleSeconds");
+        assert!(found[0].fix.contains("\"session\""), "{found:?}");
+    }
+
+    #[test]
+    fn unknown_reuse_mode_is_refused() {
+        let err = with_docker(r#"{ reuse: "forever" }"#).unwrap_err();
+        assert!(err.to_string().contains("reuse"), "{err}");
     }
 }
