@@ -2,6 +2,11 @@
 //! addresses. [`TokioDialer`] dials them; [`RecordingDialer`] records what would be
 //! dialled and dials only loopback ([`LoopbackOnlyDialer`]), so tests can prove that a refused address was never
 //! dialled without sending anything off the machine (TESTING.md, "Network rule").
+//!
+//! `Guard` (crate-private) is the whole path from a checked host to a pinned stream —
+//! name rule or IP rule, one lookup, every answer checked, dial only those, verify the
+//! peer — as the guarded proxy ([`crate::proxy`]) uses it. The fetcher runs the same
+//! steps in `fetch.rs`.
 
 use std::fmt;
 use std::io;
@@ -11,6 +16,11 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::net::TcpStream;
+
+use crate::error::EgressError;
+use crate::ip_policy::IpPolicy;
+use crate::resolve::{ResolveError, Resolver, check_answers};
+use crate::url_policy::{Host, NamePolicy};
 
 /// Connects to one of `addrs`. The fetcher passes only addresses that passed the IP
 /// policy and checks afterwards that the stream's peer is one of them.
@@ -118,5 +128,83 @@ impl Dialer for LoopbackOnlyDialer {
             }
             dial_in_order(addrs, Duration::from_secs(5)).await
         })
+    }
+}
+
+/// The SSRF guard from a host to a connected stream: the same policy inputs and the same
+/// steps for the fetcher and the guarded proxy.
+#[derive(Debug, Clone)]
+pub(crate) struct Guard {
+    pub(crate) ips: IpPolicy,
+    pub(crate) names: NamePolicy,
+    pub(crate) resolver: Arc<dyn Resolver>,
+    pub(crate) dialer: Arc<dyn Dialer>,
+}
+
+impl Guard {
+    /// Name rule for names; the IP rule for literals. (Answers are checked after lookup.)
+    pub(crate) fn check_host(&self, host: &Host) -> Result<(), EgressError> {
+        match host {
+            Host::Name(name) => Ok(self.names.check(name)?),
+            Host::Ip(ip) => Ok(self.ips.check(*ip)?),
+        }
+    }
+
+    /// The checked addresses of `host`: the literal, or every DNS answer (all of which
+    /// must pass; one refused answer refuses the name).
+    pub(crate) async fn addresses(
+        &self,
+        host: &Host,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, EgressError> {
+        self.check_host(host)?;
+        let ips =
+            match host {
+                Host::Ip(ip) => vec![*ip],
+                Host::Name(name) => {
+                    let answers = self.resolver.lookup_ip(name).await.map_err(|source| {
+                        EgressError::Resolve {
+                            host: name.clone(),
+                            source,
+                        }
+                    })?;
+                    if answers.is_empty() {
+                        return Err(EgressError::Resolve {
+                            host: name.clone(),
+                            source: ResolveError::NoAddresses,
+                        });
+                    }
+                    check_answers(&answers, &self.ips).map_err(|blocked| {
+                        EgressError::BlockedAnswer {
+                            host: name.clone(),
+                            blocked,
+                        }
+                    })?;
+                    answers
+                }
+            };
+        Ok(ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect())
+    }
+
+    /// A stream to one of the checked addresses of `host`, refused unless its peer is one
+    /// of them (pinning: never a second lookup, never an address that was not checked).
+    pub(crate) async fn connect(&self, host: &Host, port: u16) -> Result<TcpStream, EgressError> {
+        let addrs = self.addresses(host, port).await?;
+        let connect_err = |source| EgressError::Connect {
+            host: host.clone(),
+            source,
+        };
+        let stream = self.dialer.dial(&addrs).await.map_err(connect_err)?;
+        let peer = stream.peer_addr().map_err(connect_err)?;
+        if !addrs.contains(&peer) {
+            return Err(EgressError::Unpinned {
+                host: host.clone(),
+                peer,
+            });
+        }
+        Ok(stream)
     }
 }

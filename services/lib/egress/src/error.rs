@@ -129,6 +129,36 @@ pub enum EgressError {
     /// The whole fetch (DNS, connect, redirects, body) took too long.
     #[error("gave up after {0:?} (the limit covers DNS, connecting, redirects and the body)")]
     Timeout(Duration),
+    /// The guarded proxy does not connect to this port.
+    #[error(
+        "blocked: port {port} of {host} is not allowed (allowed ports: {})",
+        port_list(allowed)
+    )]
+    PortNotAllowed {
+        /// The host.
+        host: Host,
+        /// The refused port.
+        port: u16,
+        /// The ports the proxy allows.
+        allowed: Vec<u16>,
+    },
+    /// The guarded proxy was given a TCP listener that is not on loopback. Its only access
+    /// control is who can reach the listener, so it serves loopback or a unix socket.
+    #[error(
+        "the proxy listener {0} is not on loopback; bind it to 127.0.0.1 or ::1, or serve it on a unix socket"
+    )]
+    ProxyNotLoopback(SocketAddr),
+    /// The guarded proxy's listener address could not be read.
+    #[error("cannot read the proxy listener's address: {0}")]
+    ProxyListener(#[source] io::Error),
+}
+
+fn port_list(ports: &[u16]) -> String {
+    if ports.is_empty() {
+        return "none".to_owned();
+    }
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    ports.join(", ")
 }
 
 impl EgressError {
@@ -140,8 +170,8 @@ impl EgressError {
         }
     }
 
-    /// Whether the SSRF policy refused the fetch (URL rules, names, addresses), as
-    /// opposed to a network or protocol failure.
+    /// Whether the SSRF policy refused the fetch (URL rules, names, addresses; for the
+    /// guarded proxy also ports), as opposed to a network or protocol failure.
     pub fn is_policy_refusal(&self) -> bool {
         matches!(
             self.root(),
@@ -150,6 +180,7 @@ impl EgressError {
                 | Self::BlockedAddress(_)
                 | Self::BlockedAnswer { .. }
                 | Self::TooManyRedirects { .. }
+                | Self::PortNotAllowed { .. }
         )
     }
 

@@ -3,7 +3,6 @@
 //! most [`Limits::max_redirects`] redirects by hand, each hop checked again from the
 //! start, dropping credentials when the origin changes; cap time, size and content type.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +17,11 @@ use pincer_runtime::cidr::IpCidr;
 use rustls::{ClientConfig, RootCertStore};
 use url::{Position, Url};
 
-use crate::connect::{Dialer, TokioDialer};
+use crate::connect::{Dialer, Guard, TokioDialer};
 use crate::content;
 use crate::error::EgressError;
 use crate::ip_policy::IpPolicy;
-use crate::resolve::{HickoryResolver, Resolver, check_answers};
+use crate::resolve::{HickoryResolver, Resolver};
 use crate::transport::{self, Response};
 use crate::url_policy::{CheckedUrl, Host, NamePolicy};
 
@@ -128,15 +127,17 @@ impl FetcherBuilder {
     pub fn build(self) -> Result<Fetcher, EgressError> {
         let tls = transport::tls_config(self.roots.unwrap_or_else(transport::webpki_roots))?;
         Ok(Fetcher {
-            ips: IpPolicy::new(self.allow_networks),
-            names: NamePolicy::new(&self.allow_hosts),
+            guard: Guard {
+                ips: IpPolicy::new(self.allow_networks),
+                names: NamePolicy::new(&self.allow_hosts),
+                resolver: self
+                    .resolver
+                    .unwrap_or_else(|| Arc::new(HickoryResolver::system())),
+                dialer: self
+                    .dialer
+                    .unwrap_or_else(|| Arc::new(TokioDialer::default())),
+            },
             limits: self.limits,
-            resolver: self
-                .resolver
-                .unwrap_or_else(|| Arc::new(HickoryResolver::system())),
-            dialer: self
-                .dialer
-                .unwrap_or_else(|| Arc::new(TokioDialer::default())),
             tls,
         })
     }
@@ -145,11 +146,9 @@ impl FetcherBuilder {
 /// Fetches web pages under the SSRF policy. Cheap to share (`&self` methods).
 #[derive(Debug)]
 pub struct Fetcher {
-    ips: IpPolicy,
-    names: NamePolicy,
+    /// The checks and the pinned dial, shared with the guarded proxy.
+    guard: Guard,
     limits: Limits,
-    resolver: Arc<dyn Resolver>,
-    dialer: Arc<dyn Dialer>,
     tls: Arc<ClientConfig>,
 }
 
@@ -242,73 +241,13 @@ impl Fetcher {
         Ok(Step::Redirect(next))
     }
 
-    /// Name rule for names; the IP rule for literals. (Answers are checked after lookup.)
-    fn check_host(&self, url: &CheckedUrl) -> Result<(), EgressError> {
-        match url.host() {
-            Host::Name(name) => Ok(self.names.check(name)?),
-            Host::Ip(ip) => Ok(self.ips.check(*ip)?),
-        }
-    }
-
-    /// The checked addresses of the URL's host: the literal, or every DNS answer.
-    async fn addresses(&self, url: &CheckedUrl) -> Result<Vec<SocketAddr>, EgressError> {
-        self.check_host(url)?;
-        let ips: Vec<IpAddr> =
-            match url.host() {
-                Host::Ip(ip) => vec![*ip],
-                Host::Name(name) => {
-                    let answers = self.resolver.lookup_ip(name).await.map_err(|source| {
-                        EgressError::Resolve {
-                            host: name.clone(),
-                            source,
-                        }
-                    })?;
-                    if answers.is_empty() {
-                        return Err(EgressError::Resolve {
-                            host: name.clone(),
-                            source: crate::resolve::ResolveError::NoAddresses,
-                        });
-                    }
-                    check_answers(&answers, &self.ips).map_err(|blocked| {
-                        EgressError::BlockedAnswer {
-                            host: name.clone(),
-                            blocked,
-                        }
-                    })?;
-                    answers
-                }
-            };
-        Ok(ips
-            .into_iter()
-            .map(|ip| SocketAddr::new(ip, url.port()))
-            .collect())
-    }
-
     /// One request/response on a fresh connection to the pinned addresses.
     async fn exchange(
         &self,
         url: &CheckedUrl,
         headers: &HeaderMap,
     ) -> Result<Response, EgressError> {
-        let addrs = self.addresses(url).await?;
-        let stream = self
-            .dialer
-            .dial(&addrs)
-            .await
-            .map_err(|source| EgressError::Connect {
-                host: url.host().clone(),
-                source,
-            })?;
-        let peer = stream.peer_addr().map_err(|source| EgressError::Connect {
-            host: url.host().clone(),
-            source,
-        })?;
-        if !addrs.contains(&peer) {
-            return Err(EgressError::Unpinned {
-                host: url.host().clone(),
-                peer,
-            });
-        }
+        let stream = self.guard.connect(url.host(), url.port()).await?;
         transport::exchange(stream, url, &self.tls, build_request(url, headers)?).await
     }
 

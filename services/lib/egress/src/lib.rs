@@ -15,6 +15,7 @@
 //! | [`resolve`] | [`Resolver`] seam, [`HickoryResolver`], every answer checked |
 //! | [`connect`] | [`Dialer`] seam: [`TokioDialer`], [`RecordingDialer`] and [`LoopbackOnlyDialer`] for tests |
 //! | [`fetch`] | [`Fetcher`]: limits, redirects by hand, credentials dropped across origins |
+//! | [`proxy`] | [`GuardedProxy`]: an HTTP forward proxy (CONNECT and absolute-form `http://`) whose every connection passes the same guard |
 //! | `transport` | TLS (rustls) and one HTTP/1.1 exchange (hyper) over the pinned stream; capped body |
 //! | [`content`] | allowed content types; the body as text |
 //! | [`html_text`] | HTML to readable text in one linear pass (script and style dropped) |
@@ -30,6 +31,7 @@ pub mod error;
 pub mod fetch;
 pub mod html_text;
 pub mod ip_policy;
+pub mod proxy;
 pub mod resolve;
 mod transport;
 pub mod url_policy;
@@ -39,6 +41,7 @@ pub use error::EgressError;
 pub use fetch::{FetchRequest, Fetched, Fetcher, FetcherBuilder, Limits};
 pub use ip_policy::{BlockRule, Blocked, IpPolicy, classify};
 pub use pincer_runtime::cidr::IpCidr;
+pub use proxy::{GuardedProxy, GuardedProxyBuilder, ProxyLimits};
 pub use resolve::{HickoryResolver, ResolveError, Resolver};
 pub use transport::{tls_config, webpki_roots};
 pub use url_policy::{BlockedName, CheckedUrl, Host, NamePolicy, NameRule, UrlError};
