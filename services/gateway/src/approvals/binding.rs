@@ -116,7 +116,11 @@ impl Binding {
         }
         put(&self.executables.len().to_string());
         self.executables.iter().for_each(|e| put(e));
-        put(if self.background { "background" } else { "exec" });
+        put(if self.background {
+            "background"
+        } else {
+            "exec"
+        });
         BindingHash(h.finalize().into())
     }
 
