@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::{IMAGE, policy, posture_body, remove, set};
+use common::{IMAGE, plan, policy, posture_body, remove, set, settings};
 use http::Method;
 use pincer_docker_guard::rules::{
     BindCheck, ContainerOp, Endpoint, Refusal, check_create, classify,
 };
-use pincer_executor::docker::posture::SECCOMP_PROFILE;
+use pincer_executor::docker::posture::{SECCOMP_PROFILE, process_body};
 use serde_json::{Value, json};
 
 const ROOT: &str = "/srv/pincer/workspaces";
@@ -77,6 +77,26 @@ fn the_executors_posture_passes_unchanged() {
         format!("{ROOT}/main")
     );
     assert_eq!(body["Labels"]["pincer.sandbox"], "1");
+}
+
+#[test]
+fn the_executors_background_process_body_passes_unchanged() {
+    let body = serde_json::to_value(process_body(
+        &settings(IMAGE),
+        &plan("cat"),
+        &format!("{ROOT}/main"),
+        "guard-test",
+    ))
+    .unwrap();
+    // Exactly the call container's body, plus an open, once-only stdin and a label.
+    assert_eq!(
+        (&body["OpenStdin"], &body["StdinOnce"], &body["AttachStdin"]),
+        (&json!(true), &json!(true), &json!(true))
+    );
+    assert_eq!(body["Labels"]["pincer.process"], "1");
+    assert_eq!(body["HostConfig"], posture_body(ROOT)["HostConfig"]);
+    let forwarded = check(&body).unwrap_or_else(|r| panic!("refused: {r}"));
+    assert_eq!(forwarded, body, "the forwarded body is the checked body");
 }
 
 #[test]
@@ -642,6 +662,10 @@ fn the_executors_calls_are_allowed() {
         (
             Method::POST,
             "/containers/pincer-sbx-1/attach?stdout=true&stderr=true&stream=true&logs=false",
+        ),
+        (
+            Method::POST,
+            "/containers/pincer-proc-1/attach?stdin=true&stdout=true&stderr=true&stream=true&logs=false",
         ),
         (Method::POST, "/containers/0123abcdef/start"),
         (Method::POST, "/containers/0123abcdef/wait"),

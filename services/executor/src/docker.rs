@@ -1,6 +1,7 @@
 //! The Docker backend: one throwaway container per call, or, with
 //! `executor.docker.reuse: "session"`, one container per session that its calls
-//! `docker exec` into.
+//! `docker exec` into. Background processes (the `process` tool) always get a container
+//! of their own ([`background`]).
 //!
 //! | module | what |
 //! |---|---|
@@ -9,10 +10,12 @@
 //! | [`session`] | per-session containers: the pool (key: agent, session, workspace access), idle removal |
 //! | [`exec`] | one call in a session's container: exec, capped output, exit code, kill at the limit |
 //! | [`reaper`] | removing labelled leftovers (at start, and this instance's at shutdown) |
+//! | [`background`] | background processes (the `process` tool): one container per process, stdin attached, output streamed, kill, timeout |
 //!
 //! The client connects lazily: a service whose Docker engine is down starts anyway and answers
 //! `Unavailable` until the engine is back.
 
+mod background;
 mod exec;
 pub mod posture;
 pub mod reaper;
@@ -145,6 +148,15 @@ impl DockerBackend {
             .await
     }
 
+    /// The agent's workspace as the engine sees it (the bind source of `/workspace`).
+    fn bind_source(&self, workspace: &PreparedWorkspace) -> String {
+        let source = match &self.inner.settings.host_workspace_root {
+            Some(root) => root.join(workspace.agent_id.as_str()),
+            None => workspace.agent_dir.clone(),
+        };
+        source.to_string_lossy().into_owned()
+    }
+
     /// Removes every sandbox container (label `pincer.sandbox=1`), e.g. leftovers of a crash.
     /// Call once at start, before serving.
     pub async fn reap_leftovers(&self) -> Result<usize, ExecutorError> {
@@ -172,11 +184,7 @@ impl Sandbox for DockerBackend {
     ) -> Result<ExecOutcome, ExecutorError> {
         let docker = self.client().await?;
         let settings = &self.inner.settings;
-        let bind_source = match &settings.host_workspace_root {
-            Some(root) => root.join(workspace.agent_id.as_str()),
-            None => workspace.agent_dir.clone(),
-        };
-        let bind_source = bind_source.to_string_lossy();
+        let bind_source = self.bind_source(&workspace);
         // The executor's own calls (no session) always get a throwaway container.
         if let Some(sessions) = self.inner.sessions.as_ref()
             && !plan.session_key().is_empty()

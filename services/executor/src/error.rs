@@ -6,7 +6,7 @@
 //! | [`ExecutorError::Plan`], [`ExecutorError::FilePlan`], [`ExecutorError::WebPlan`], [`ExecutorError::ProcessPlan`] (bad request) | `InvalidArgument` |
 //! | [`ExecutorError::Grant`] (no grant, tool not granted, expired), [`ExecutorError::Approval`] (policy, the owner, no answer), [`ExecutorError::ExecDisabled`], [`ExecutorError::FilesDisabled`], [`ExecutorError::WebFetchDisabled`], [`ExecutorError::NoNetworkGrant`] | `PermissionDenied` |
 //! | [`ExecutorError::DockerUnavailable`] | `Unavailable` |
-//! | [`ExecutorError::ImageMissing`], [`ExecutorError::WorkspaceOwnership`], [`ExecutorError::ProcessesNeedJail`], [`ExecutorError::StdinClosed`] | `FailedPrecondition` |
+//! | [`ExecutorError::ImageMissing`], [`ExecutorError::WorkspaceOwnership`], [`ExecutorError::ProcessesUnavailable`], [`ExecutorError::StdinClosed`] | `FailedPrecondition` |
 //! | [`ExecutorError::ProcessNotFound`] (unknown, forgotten, or another agent's or session's) | `NotFound` |
 //! | [`ExecutorError::ProcessLimit`] | `ResourceExhausted` |
 //! | [`ExecutorError::File`]: not found / leaves the workspace, refused link / wrong kind, size, contents | `NotFound` / `PermissionDenied` / `FailedPrecondition` (`AlreadyExists` for a patch adding an existing file) |
@@ -80,9 +80,10 @@ pub enum ExecutorError {
         /// The limit reached.
         limit: usize,
     },
-    /// The configured sandbox backend cannot run background processes.
-    #[error("background processes need executor.backend = \"jail\" for now")]
-    ProcessesNeedJail,
+    /// This executor was built without background processes (both backends serve them;
+    /// only an `ExecutorApi` made without `with_processes` refuses).
+    #[error("background processes are not served by this executor")]
+    ProcessesUnavailable,
     /// The background process's stdin is closed.
     #[error(
         "the process's stdin is closed (close_stdin was sent, or the process no longer reads it)"
@@ -252,7 +253,7 @@ impl From<ExecutorError> for Status {
             | ExecutorError::ProcessPlan(_) => Status::invalid_argument(message),
             ExecutorError::ProcessNotFound { .. } => Status::not_found(message),
             ExecutorError::ProcessLimit { .. } => Status::resource_exhausted(message),
-            ExecutorError::ProcessesNeedJail | ExecutorError::StdinClosed => {
+            ExecutorError::ProcessesUnavailable | ExecutorError::StdinClosed => {
                 Status::failed_precondition(message)
             }
             ExecutorError::Approval(GateError::Probe(_)) => {
@@ -343,7 +344,10 @@ mod tests {
                 },
                 Code::ResourceExhausted,
             ),
-            (ExecutorError::ProcessesNeedJail, Code::FailedPrecondition),
+            (
+                ExecutorError::ProcessesUnavailable,
+                Code::FailedPrecondition,
+            ),
             (ExecutorError::StdinClosed, Code::FailedPrecondition),
             (
                 FileError::NotFound { path: "a".into() }.into(),

@@ -1,7 +1,7 @@
 //! What every sandbox backend implements ([`Sandbox`]) and returns ([`ExecOutcome`]), and
 //! the output cap they share ([`CappedOutput`]). Backends that can also run a call in the
 //! background (the `process` tool) implement [`SpawnBackground`], whose handle is a
-//! [`BackgroundProcess`] (today: the jail).
+//! [`BackgroundProcess`] (both the jail and Docker).
 
 use std::future::Future;
 use std::sync::Arc;

@@ -199,8 +199,17 @@ pub async fn serve(
                 tracing::warn!(error = %e, "cannot reach Docker at start; calls will fail with Unavailable until it is up");
             }
             tracing::info!(instance = backend.instance_id(), "sandbox backend: docker");
-            // Background processes need the jail for now: every `process` call is refused.
-            let served = serve_with(Arc::clone(&backend), None, settings, listener, shutdown).await;
+            // Background processes run in containers of their own; the drain kills and
+            // removes them, and `reap_own` below removes any that is left.
+            let processes = Processes::new(Arc::clone(&backend) as Arc<dyn SpawnBackground>);
+            let served = serve_with(
+                Arc::clone(&backend),
+                Some(processes),
+                settings,
+                listener,
+                shutdown,
+            )
+            .await;
             if let Err(e) = backend.reap_own().await {
                 tracing::warn!(error = %e, "cannot remove this executor's sandboxes at shutdown");
             }

@@ -311,7 +311,7 @@ impl<B: Sandbox> ExecutorApi<B> {
         }
         self.processes
             .clone()
-            .ok_or(ExecutorError::ProcessesNeedJail)
+            .ok_or(ExecutorError::ProcessesUnavailable)
     }
 
     /// `ProcessStart` without the transport: checked like `exec` (grant for `process`),

@@ -2,7 +2,7 @@
 //! `ProcessList`) through the real gRPC service on the jail backend (the executor binary is
 //! the jail helper, as in production): stdin, incremental output, kill, timeout, limits,
 //! scoping to the grant's agent and session, the grant and the approval gate, a few jail
-//! guarantees, shutdown, and the Docker backend's refusal.
+//! guarantees and shutdown. The Docker backend's are in `docker_process.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -557,22 +557,4 @@ async fn shutdown_kills_every_background_process() {
     server.stop().await;
     assert!(stopped.elapsed() < Duration::from_secs(20));
     assert!(!alive(pid), "{pid} outlived the executor");
-}
-
-#[tokio::test]
-async fn the_docker_backend_refuses_background_processes() {
-    let server = start_on(SandboxBackend::Docker).await;
-    let mut c = server.client().await;
-    let e = c.process_start(shell("sleep 1")).await.unwrap_err();
-    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
-    assert_eq!(
-        e.message(),
-        "background processes need executor.backend = \"jail\" for now"
-    );
-    let e = c
-        .process_poll(poll_req("proc_abcdefghijkm", 0))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::FailedPrecondition);
-    server.stop().await;
 }

@@ -91,6 +91,32 @@ pub fn container_body(
     }
 }
 
+/// Background-process containers carry this label, value `1` (besides the labels every
+/// sandbox carries).
+pub const PROCESS_LABEL: &str = "pincer.process";
+
+/// The create body of a background process's container: exactly a call container's
+/// ([`container_body`], same host config) with stdin open for one attach (`OpenStdin`,
+/// `StdinOnce`, `AttachStdin`: closing the attached stdin closes the command's) and the
+/// label [`PROCESS_LABEL`].
+pub fn process_body(
+    settings: &DockerSettings,
+    plan: &ValidatedExecPlan,
+    bind_source: &str,
+    instance_id: &str,
+) -> ContainerCreateBody {
+    let mut body = container_body(settings, plan, bind_source, instance_id);
+    if let Some(labels) = body.labels.as_mut() {
+        labels.insert(PROCESS_LABEL.to_owned(), "1".to_owned());
+    }
+    ContainerCreateBody {
+        attach_stdin: Some(true),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        ..body
+    }
+}
+
 /// The labels every sandbox container carries.
 fn labels(instance_id: &str, agent: &AgentId) -> HashMap<String, String> {
     HashMap::from([

@@ -20,11 +20,12 @@ use crate::plan::ValidatedExecPlan;
 use crate::sandbox::{CappedOutput, ExecOutcome};
 
 /// After a kill, how long to wait for the engine to report the container stopped.
-const KILL_GRACE: Duration = Duration::from_secs(10);
+pub(super) const KILL_GRACE: Duration = Duration::from_secs(10);
 /// After the exit, how long the output stream may take to end.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
-type OutputStream = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+pub(super) type OutputStream =
+    Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
 /// Runs `plan` in a new container whose workspace bind source is `bind_source`.
 pub(super) async fn run_container(
@@ -80,7 +81,7 @@ enum Exit {
 }
 
 /// The exit code for a program that could not be started (as in a shell).
-const NOT_STARTED_EXIT_CODE: i32 = 127;
+pub(super) const NOT_STARTED_EXIT_CODE: i32 = 127;
 
 async fn drive(
     docker: &Docker,
@@ -167,7 +168,7 @@ async fn start_and_wait(
     Ok((exit, started.elapsed()))
 }
 
-async fn wait_exit(
+pub(super) async fn wait_exit(
     docker: &Docker,
     settings: &DockerSettings,
     id: &str,
@@ -185,7 +186,11 @@ async fn wait_exit(
 }
 
 /// SIGKILL to the container's init kills the whole process tree (its pid namespace).
-async fn kill(docker: &Docker, settings: &DockerSettings, id: &str) -> Result<(), ExecutorError> {
+pub(super) async fn kill(
+    docker: &Docker,
+    settings: &DockerSettings,
+    id: &str,
+) -> Result<(), ExecutorError> {
     let options = KillContainerOptions {
         signal: "SIGKILL".to_owned(),
     };

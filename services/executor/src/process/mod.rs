@@ -1,8 +1,8 @@
 //! The `process` tool: background processes. A start runs a command in the sandbox
 //! without waiting for it; later calls poll its output, write to its stdin, kill it or list
 //! the session's processes. Only backends implementing
-//! [`crate::sandbox::SpawnBackground`] serve it (today the jail; the Docker backend
-//! answers `FailedPrecondition`).
+//! [`crate::sandbox::SpawnBackground`] serve it: the jail (`Jail::spawn`) and Docker (one
+//! container per process).
 //!
 //! A start travels `ProcessStartRequest` → [`ProcessStartPlan`] →
 //! [`ValidatedProcessStart`] (the exec checks, grant for `process`) → the workspace → the
