@@ -53,6 +53,20 @@ use crate::url_policy::NamePolicy;
 
 pub use target::DEFAULT_PORTS;
 
+/// How the proxy reads a request line, before any lookup or dial: the target's host and
+/// port, or the text of the `400`/`403` it would answer. The proxy itself calls the same
+/// parser; this entry point exists for the fuzz target and the property tests.
+pub fn read_request_target(
+    method: &http::Method,
+    uri: &http::Uri,
+) -> Result<(String, u16), String> {
+    match target::parse(method, uri) {
+        Ok(t) => Ok((t.host().to_string(), t.port())),
+        Err(target::Refusal::BadRequest(e)) => Err(e.to_string()),
+        Err(target::Refusal::Guard(e)) => Err(e.to_string()),
+    }
+}
+
 /// Caps on the proxy and on each client connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProxyLimits {
