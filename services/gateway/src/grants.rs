@@ -255,3 +255,80 @@ impl ExecutorLinkService for ExecutorLink {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pincer_proto::v1::{ExecAsk, ExecSecurity};
+
+    use super::*;
+
+    fn config(tools: &str) -> pincer_runtime::Config {
+        pincer_runtime::config::parse_config(
+            &format!(
+                r#"{{ models: {{ providers: {{ p: {{ api: "openai-chat", baseUrl: "http://127.0.0.1:9/v1" }} }} }},
+                     agents: {{ defaults: {{ model: "p/m" }} }}, tools: {tools} }}"#
+            ),
+            "test",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn dm_turns_get_the_enabled_tools_and_groups_none() {
+        let all = TurnTools::from_config(&config("{}"));
+        let (tools, network, policy) = all.for_turn(false);
+        assert_eq!(
+            tools,
+            [
+                "exec",
+                "process",
+                "read_file",
+                "write_file",
+                "edit_file",
+                "apply_patch",
+                "list_dir",
+                "web_fetch"
+            ]
+        );
+        assert_eq!(network, NetworkAccess::Egress, "web_fetch needs egress");
+        assert_eq!(policy.security(), ExecSecurity::Full);
+        let (tools, network, _) = all.for_turn(true);
+        assert!(tools.is_empty(), "groups get no tools");
+        assert_eq!(network, NetworkAccess::None);
+
+        let none = TurnTools::from_config(&config(
+            "{ exec: { enabled: false }, files: { enabled: false }, webFetch: { enabled: false } }",
+        ));
+        assert_eq!(
+            none.for_turn(false),
+            (Vec::new(), NetworkAccess::None, none.exec_policy.clone())
+        );
+    }
+
+    #[test]
+    fn the_exec_policy_is_signed_as_configured() {
+        let t = TurnTools::from_config(&config(
+            r#"{ exec: { security: "allowlist", ask: "on-miss", askFallback: "allowlist",
+                        allowlist: ["/usr/bin/git"], safeBins: false } }"#,
+        ));
+        let signer = GrantSigner::from_key(DeviceKey::from_seed([3; 32]));
+        let (allowed_tools, network, exec_policy) = t.for_turn(false);
+        let grant = signer.sign(GrantSpec {
+            turn_id: "t".into(),
+            session_key: "s".into(),
+            agent_id: "main".into(),
+            allowed_tools,
+            expires_at_ms: i64::MAX,
+            workspace: WorkspaceAccess::ReadWrite,
+            network,
+            exec_policy,
+        });
+        let claims = signer.verify(Some(&grant)).unwrap();
+        let p = claims.exec_policy.unwrap();
+        assert_eq!(p.security(), ExecSecurity::Allowlist);
+        assert_eq!(p.ask(), ExecAsk::OnMiss);
+        assert_eq!(p.ask_fallback(), ExecSecurity::Allowlist);
+        assert_eq!(p.allowlist, ["/usr/bin/git"]);
+        assert!(!p.safe_bins);
+    }
+}
