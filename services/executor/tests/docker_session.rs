@@ -331,8 +331,10 @@ async fn a_timeout_kills_the_calls_processes_and_the_container_stays() {
     assert_eq!(o.exit_code, -1);
     assert_eq!(out(&o), "started\n");
     assert!(o.duration >= Duration::from_millis(1_000));
+    // The 2 s timeout plus the kill (10 s at most) and the drain (5 s), nowhere near
+    // the sleeps' hour.
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < Duration::from_secs(30),
         "{:?}",
         started.elapsed()
     );
@@ -355,10 +357,8 @@ async fn a_timeout_kills_the_calls_processes_and_the_container_stays() {
 }
 
 #[tokio::test]
-async fn a_timed_out_fork_bomb_is_killed_and_the_container_stays() {
-    let Some((_shared, h)) =
-        harness("a_timed_out_fork_bomb_is_killed_and_the_container_stays").await
-    else {
+async fn a_timed_out_fork_bomb_is_killed() {
+    let Some((_shared, h)) = harness("a_timed_out_fork_bomb_is_killed").await else {
         return;
     };
     sh(&h, SESSION_A, "echo kept > /tmp/keep").await;
@@ -381,13 +381,25 @@ async fn a_timed_out_fork_bomb_is_killed_and_the_container_stays() {
     let started = Instant::now();
     let o = h.run(req).await;
     assert!(o.timed_out, "{o:?}");
+    // The 2 s timeout plus the kill (10 s at most) and the drain (5 s), nowhere near
+    // the sleeps' hour.
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < Duration::from_secs(30),
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(container_name(&h, SESSION_A).await, before);
-    assert_eq!(out(&sh(&h, SESSION_A, "cat /tmp/keep").await), "kept\n");
+    // The kill runs as one more exec in a container whose pids limit the bomb keeps full;
+    // it is retried, and it normally gets through, so the container (and /tmp) stay. When
+    // no attempt could start, the fail-safe retires the container instead: then the old
+    // one must be gone. Either way nothing of the bomb runs afterwards.
+    let now = container_name(&h, SESSION_A).await;
+    let kept = out(&sh(&h, SESSION_A, "cat /tmp/keep 2>/dev/null").await);
+    if now == before {
+        assert_eq!(kept, "kept\n");
+    } else {
+        assert_eq!(kept, "", "a new container starts empty");
+    }
+    assert_eq!(h.leftovers().await, 1, "the retired container is removed");
     let left = processes(&h, SESSION_A).await;
     assert!(
         !left.contains("os.fork") && !left.contains("sleep 3600"),

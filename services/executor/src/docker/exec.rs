@@ -22,8 +22,13 @@ use crate::ExecutorError;
 use crate::plan::ValidatedExecPlan;
 use crate::sandbox::{CappedOutput, ExecOutcome};
 
-/// How long the kill at the limit may take (create, start and run the kill script).
+/// How long the kill at the limit may take (create, start and run the kill script, with
+/// its retries).
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many times the kill is tried before the container is retired instead.
+const KILL_ATTEMPTS: u32 = 5;
+/// The pause between two kill attempts.
+const KILL_RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// After the kill, how long the call's stream may take to end. The engine closes an
 /// exec's streams at most 2 s after its process exits, even when a background process
 /// still holds them.
@@ -172,6 +177,11 @@ async fn wait_exit(
 
 /// Kills the call whose wrapper printed `pid`; true when the kill script confirmed that
 /// nothing of the call's session is left.
+///
+/// A call that filled the container's pids limit can make the kill's own exec fail to
+/// start (the engine's in-container helper needs threads of its own), so a failed attempt
+/// is retried, [`KILL_ATTEMPTS`] times at most, all within [`KILL_TIMEOUT`]. The script is
+/// idempotent: it only signals what is still in the call's session.
 async fn kill_call(
     docker: &Docker,
     settings: &DockerSettings,
@@ -185,47 +195,59 @@ async fn kill_call(
         );
         return false;
     };
-    let kill = async {
-        let exec = docker
-            .create_exec(container, posture::kill_config(settings, pid))
-            .await
-            .map_err(docker_error(settings, "create the kill exec"))?;
-        let mut output = match attach(docker, settings, &exec.id).await {
-            Ok(output) => output,
-            Err(ExecFailure::Failed(e)) => return Err(e),
-            Err(ExecFailure::ContainerGone) => {
-                return Err(ExecutorError::DockerProtocol(
-                    "the container stopped during the kill",
-                ));
+    let attempts = async {
+        for attempt in 1..=KILL_ATTEMPTS {
+            match kill_once(docker, settings, container, pid).await {
+                Ok(0) => return true,
+                Ok(code) => tracing::warn!(
+                    container,
+                    pid,
+                    code,
+                    attempt,
+                    "the kill script could not confirm the call's end"
+                ),
+                Err(e) => {
+                    tracing::warn!(container, pid, attempt, error = %e, "cannot kill the timed-out call");
+                }
             }
-        };
-        while output.next().await.is_some() {}
-        wait_exit(docker, settings, &exec.id).await
+            tokio::time::sleep(KILL_RETRY_PAUSE).await;
+        }
+        false
     };
-    match tokio::time::timeout(KILL_TIMEOUT, kill).await {
-        Ok(Ok(0)) => true,
-        Ok(Ok(code)) => {
-            tracing::warn!(
-                container,
-                pid,
-                code,
-                "the kill script could not confirm the call's end"
-            );
-            false
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(container, pid, error = %e, "cannot kill the timed-out call");
-            false
-        }
-        Err(_) => {
+    tokio::time::timeout(KILL_TIMEOUT, attempts)
+        .await
+        .unwrap_or_else(|_| {
             tracing::warn!(
                 container,
                 pid,
                 "the kill of the timed-out call did not finish"
             );
             false
+        })
+}
+
+/// One run of the kill script; its exit code.
+async fn kill_once(
+    docker: &Docker,
+    settings: &DockerSettings,
+    container: &str,
+    pid: u32,
+) -> Result<i64, ExecutorError> {
+    let exec = docker
+        .create_exec(container, posture::kill_config(settings, pid))
+        .await
+        .map_err(docker_error(settings, "create the kill exec"))?;
+    let mut output = match attach(docker, settings, &exec.id).await {
+        Ok(output) => output,
+        Err(ExecFailure::Failed(e)) => return Err(e),
+        Err(ExecFailure::ContainerGone) => {
+            return Err(ExecutorError::DockerProtocol(
+                "the container stopped during the kill",
+            ));
         }
-    }
+    };
+    while output.next().await.is_some() {}
+    wait_exit(docker, settings, &exec.id).await
 }
 
 /// The exec's multiplexed output: the wrapper's pid line, then the command's capped
