@@ -26,7 +26,7 @@ use pincer_executor::{
     SandboxUser, SystemClock, ValidatedExecPlan,
 };
 use pincer_jail::{
-    Access, ExitStatus, HostSupport, Jail, JailError, JailOutcome, JailProfile, JailUser,
+    Access, ExitStatus, HostSupport, Jail, JailError, JailOutcome, JailProfile, JailUser, Network,
     Workspace, WorkspaceDir,
 };
 use pincer_proto::v1::{
@@ -81,9 +81,18 @@ pub struct SandboxExecArgs {
     /// Working directory, relative to the workspace.
     #[arg(long, default_value = "", requires = "workspace")]
     pub cwd: String,
-    /// Network access (only `none` exists).
+    /// Network access: `none`, or `egress` (HTTP(S) through the guarded proxy only; jail
+    /// backend).
     #[arg(long, value_enum, default_value_t = NetworkArg::None)]
     pub network: NetworkArg,
+    /// With `--network egress`: re-allow a blocked network for the proxy (CIDR,
+    /// repeatable), like `tools.webFetch.allowNetworks`.
+    #[arg(long = "allow-network", value_name = "CIDR", requires = "network")]
+    pub allow_network: Vec<pincer_runtime::cidr::IpCidr>,
+    /// With `--network egress`: a port the proxy may connect to (repeatable; default 80
+    /// and 443), like `tools.exec.egressPorts`.
+    #[arg(long = "egress-port", value_name = "PORT", requires = "network")]
+    pub egress_port: Vec<u16>,
     /// Wall-clock timeout in seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
@@ -120,6 +129,8 @@ pub enum AccessArg {
 pub enum NetworkArg {
     /// No network.
     None,
+    /// HTTP(S) through the guarded proxy (the SSRF guard of `pincer web fetch`) only.
+    Egress,
 }
 
 /// Runs a `pincer sandbox` command.
@@ -137,8 +148,19 @@ pub async fn run(command: SandboxCommand) -> Result<ExitCode, CliError> {
 }
 
 async fn exec(args: SandboxExecArgs) -> Result<ExitCode, CliError> {
-    let NetworkArg::None = args.network;
+    if args.network == NetworkArg::None
+        && (!args.allow_network.is_empty() || !args.egress_port.is_empty())
+    {
+        eprintln!("pincer: --allow-network and --egress-port go with --network egress");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
     match args.backend {
+        Backend::Docker if args.network == NetworkArg::Egress => {
+            eprintln!(
+                "pincer: the docker backend does not relay egress for commands yet; use --backend jail for --network egress"
+            );
+            return Ok(ExitCode::from(EXIT_SANDBOX_FAILED));
+        }
         Backend::Docker => return exec_docker(args).await,
         Backend::Jail if args.image.is_some() => {
             eprintln!("pincer: --image is for --backend docker");
@@ -146,7 +168,28 @@ async fn exec(args: SandboxExecArgs) -> Result<ExitCode, CliError> {
         }
         Backend::Jail => {}
     }
-    let profile = match profile(&args) {
+    let proxy = match args.network {
+        NetworkArg::None => None,
+        NetworkArg::Egress => match CallProxy::start(&args) {
+            Ok(proxy) => Some(proxy),
+            Err(e) => {
+                eprintln!("pincer: cannot start the egress proxy: {e}");
+                return Ok(ExitCode::from(EXIT_SANDBOX_FAILED));
+            }
+        },
+    };
+    let network = match proxy
+        .as_ref()
+        .map(|p| pincer_jail::EgressProxy::new(&p.socket))
+    {
+        None => Network::None,
+        Some(Ok(p)) => Network::Egress(p),
+        Some(Err(e)) => {
+            eprintln!("pincer: {e}");
+            return Ok(ExitCode::from(EXIT_SANDBOX_FAILED));
+        }
+    };
+    let profile = match profile(&args, network) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("pincer: {e}");
@@ -158,10 +201,53 @@ async fn exec(args: SandboxExecArgs) -> Result<ExitCode, CliError> {
     let result = tokio::task::spawn_blocking(move || Jail::current_exe().run(&profile))
         .await
         .map_err(std::io::Error::other)?;
+    drop(proxy);
     Ok(report(result))
 }
 
-fn profile(args: &SandboxExecArgs) -> Result<JailProfile, JailError> {
+/// The guarded proxy of one `--network egress` call, on a UNIX socket in a private
+/// temporary directory; stopped and removed on drop.
+struct CallProxy {
+    socket: PathBuf,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl CallProxy {
+    fn start(args: &SandboxExecArgs) -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("pincer-egress-")
+            .tempdir()?;
+        let socket = dir.path().join("proxy.sock");
+        let listener = tokio::net::UnixListener::bind(&socket)?;
+        let mut builder = pincer_egress::GuardedProxy::builder();
+        for net in &args.allow_network {
+            builder = builder.allow_network(*net);
+        }
+        if !args.egress_port.is_empty() {
+            builder = builder.ports(args.egress_port.iter().copied());
+        }
+        let proxy = builder.build();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            if let Err(e) = proxy
+                .serve_unix(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+            {
+                eprintln!("pincer: the egress proxy stopped: {e}");
+            }
+        });
+        Ok(Self {
+            socket,
+            _stop: stop,
+            _dir: dir,
+        })
+    }
+}
+
+fn profile(args: &SandboxExecArgs, network: Network) -> Result<JailProfile, JailError> {
     let workspace = match &args.workspace {
         None => Workspace::None,
         Some(dir) => {
@@ -174,6 +260,7 @@ fn profile(args: &SandboxExecArgs) -> Result<JailProfile, JailError> {
     };
     Ok(JailProfile::builder(args.command.iter().cloned())
         .workspace(workspace)
+        .network(network)
         .timeout(Duration::from_secs(args.timeout))
         .build()?)
 }

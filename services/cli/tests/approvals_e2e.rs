@@ -148,6 +148,7 @@ fn grant(stack: &Stack, session: &str) -> TurnGrant {
             allowlist: Vec::new(),
             safe_bins: true,
         }),
+        sandbox: None,
     }
     .encode_to_vec();
     TurnGrant {

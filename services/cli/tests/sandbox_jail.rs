@@ -114,7 +114,7 @@ fn a_missing_program_exits_127() {
 }
 
 #[test]
-fn only_network_none_is_accepted() {
+fn only_network_none_and_egress_are_accepted() {
     let o = exec(&["--network", "host"], &["true"]);
     assert_eq!(o.status.code(), Some(2), "clap usage error");
     assert!(
@@ -263,4 +263,124 @@ fn without_namespaces_the_jail_still_confines_and_says_so() {
     assert!(err.contains("/etc/shadow: Permission denied"), "{err}");
     assert!(err.contains("'/proc': Permission denied"), "{err}");
     assert!(err.contains("PermissionError"), "{err}");
+}
+
+/// A loopback origin (one thread) answering each request with its request line.
+fn origin() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let body = format!("origin saw: {}", first.trim_end());
+            let mut conn = conn;
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+const FETCH: &str = "import sys, urllib.request, urllib.error\n\
+try: print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())\n\
+except urllib.error.HTTPError as e: print(e.code, e.read().decode().strip())\n\
+except OSError as e: print('ERROR', e)";
+
+#[test]
+fn network_egress_goes_through_the_guarded_proxy() {
+    let port = origin();
+    let url = format!("http://127.0.0.1:{port}/page?q=1");
+    let p = port.to_string();
+    let o = exec(
+        &[
+            "--network",
+            "egress",
+            "--allow-network",
+            "127.0.0.1/32",
+            "--egress-port",
+            &p,
+        ],
+        &["python3", "-c", FETCH, &url],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "origin saw: GET /page?q=1 HTTP/1.1");
+
+    // The guard's rules apply: 127.0.0.1 is not re-allowed here, so the proxy refuses it
+    // and names the rule; a direct connection has no route out of the namespace.
+    let o = exec(&["--network", "egress"], &["python3", "-c", FETCH, &url]);
+    let text = stdout(&o);
+    assert!(text.starts_with("403 "), "{text} {}", stderr(&o));
+    assert!(text.contains("127.0.0.1"), "{text}");
+
+    // Without egress: no proxy, no sockets.
+    let o = exec(&[], &["python3", "-c", FETCH, &url]);
+    let text = stdout(&o);
+    assert!(
+        text.starts_with("ERROR") && text.contains("Operation not permitted"),
+        "{text}"
+    );
+}
+
+#[test]
+fn egress_options_need_network_egress_and_the_jail() {
+    let o = exec(&["--allow-network", "10.0.0.0/8"], &["true"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--network <NETWORK>"), "{}", stderr(&o));
+    let o = exec(&["--network", "none", "--egress-port", "8080"], &["true"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("go with --network egress"),
+        "{}",
+        stderr(&o)
+    );
+    let o = exec(&["--backend", "docker", "--network", "egress"], &["true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("use --backend jail"), "{}", stderr(&o));
+}
+
+/// Egress needs a private network namespace; a host that refuses one refuses the call
+/// (it would otherwise get the host's network) and says why.
+#[test]
+fn egress_without_a_network_namespace_fails_closed() {
+    if !is_root() {
+        eprintln!("SKIP: needs root to drop CAP_SYS_ADMIN with setpriv");
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let o = Command::new("setpriv")
+        .args(["--bounding-set=-sys_admin", "--"])
+        .arg(env!("CARGO_BIN_EXE_pincer"))
+        .args([
+            "sandbox",
+            "exec",
+            "--network",
+            "egress",
+            "--",
+            "echo",
+            "RAN",
+        ])
+        .env("PINCER_STATE_DIR", state.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("RAN"));
+    assert!(
+        stderr(&o).contains("network egress needs a private network namespace"),
+        "{}",
+        stderr(&o)
+    );
 }

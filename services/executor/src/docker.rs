@@ -176,12 +176,25 @@ impl DockerBackend {
     }
 }
 
+/// Network egress for commands is relayed by the jail only: a Docker sandbox has no
+/// network at all, so a call whose grant gives egress is refused rather than run without
+/// what it was granted.
+pub(crate) fn refuse_egress(plan: &ValidatedExecPlan) -> Result<(), ExecutorError> {
+    if plan.egress() {
+        return Err(ExecutorError::SandboxEgressUnavailable(
+            "the docker backend does not relay egress for commands yet; use executor.backend \"jail\" or set tools.exec.network to \"none\"".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Sandbox for DockerBackend {
     async fn run(
         &self,
         plan: ValidatedExecPlan,
         workspace: PreparedWorkspace,
     ) -> Result<ExecOutcome, ExecutorError> {
+        refuse_egress(&plan)?;
         let docker = self.client().await?;
         let settings = &self.inner.settings;
         let bind_source = self.bind_source(&workspace);

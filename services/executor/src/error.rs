@@ -94,6 +94,9 @@ pub enum ExecutorError {
         "refused: the turn grant gives no network access (network is not EGRESS), so web_fetch may not run in this turn"
     )]
     NoNetworkGrant,
+    /// The grant gives commands network egress, but this executor cannot provide it.
+    #[error("network egress for sandboxed commands is not available here: {0}")]
+    SandboxEgressUnavailable(String),
     /// The guarded fetch refused or failed; the message names the host and the rule.
     #[error("web_fetch: {}", web_message(.0))]
     WebFetch(#[from] EgressError),
@@ -253,9 +256,9 @@ impl From<ExecutorError> for Status {
             | ExecutorError::ProcessPlan(_) => Status::invalid_argument(message),
             ExecutorError::ProcessNotFound { .. } => Status::not_found(message),
             ExecutorError::ProcessLimit { .. } => Status::resource_exhausted(message),
-            ExecutorError::ProcessesUnavailable | ExecutorError::StdinClosed => {
-                Status::failed_precondition(message)
-            }
+            ExecutorError::ProcessesUnavailable
+            | ExecutorError::StdinClosed
+            | ExecutorError::SandboxEgressUnavailable(_) => Status::failed_precondition(message),
             ExecutorError::Approval(GateError::Probe(_)) => {
                 tracing::error!(error = %message, "exec approval probe failed");
                 Status::internal(message)
@@ -327,6 +330,10 @@ mod tests {
             (FilePlanError::EmptyOldString.into(), Code::InvalidArgument),
             (ExecutorError::FilesDisabled, Code::PermissionDenied),
             (ExecutorError::NoNetworkGrant, Code::PermissionDenied),
+            (
+                ExecutorError::SandboxEgressUnavailable("docker".into()),
+                Code::FailedPrecondition,
+            ),
             (
                 ProcessPlanError::BadId("x".into()).into(),
                 Code::InvalidArgument,

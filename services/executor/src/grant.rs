@@ -217,8 +217,11 @@ pub struct CheckedGrant {
     pub agent_id: String,
     /// The workspace access granted.
     pub access: Access,
-    /// Whether the sandbox may reach the web through the guard.
+    /// Whether the executor's own `web_fetch` may reach the web (network `EGRESS`).
     pub egress: bool,
+    /// Whether sandboxed commands may reach the web through the guarded proxy
+    /// (`sandbox.network` `EGRESS`; missing: no).
+    pub sandbox_egress: bool,
     /// How exec calls are judged.
     pub exec_policy: ExecPolicy,
 }
@@ -284,6 +287,10 @@ pub fn check_grant(
         });
     }
     let egress = claims.network() == NetworkAccess::Egress;
+    let sandbox_egress = claims
+        .sandbox
+        .as_ref()
+        .is_some_and(|s| s.network() == NetworkAccess::Egress);
     let exec_policy = exec_policy_of(claims.exec_policy.as_ref());
     Ok(CheckedGrant {
         turn_id: claims.turn_id,
@@ -291,6 +298,7 @@ pub fn check_grant(
         agent_id: claims.agent_id,
         access,
         egress,
+        sandbox_egress,
         exec_policy,
     })
 }
@@ -383,6 +391,7 @@ pub mod testing {
                 workspace_access: WorkspaceAccess::ReadWrite.into(),
                 network: NetworkAccess::None.into(),
                 exec_policy: Some(full_exec_policy()),
+                sandbox: None,
             },
         )
     }
@@ -413,6 +422,7 @@ mod tests {
             workspace_access: WorkspaceAccess::ReadWrite.into(),
             network: NetworkAccess::None.into(),
             exec_policy: Some(testing::full_exec_policy()),
+            sandbox: None,
         }
     }
 

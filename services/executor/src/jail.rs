@@ -14,8 +14,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use pincer_jail::{
-    Access, ExitStatus, Jail, JailError, JailProcess, JailProfile, JailUser, Limits, ProcessStatus,
-    Workspace, WorkspaceDir,
+    Access, EgressProxy, ExitStatus, Jail, JailError, JailProcess, JailProfile, JailUser, Limits,
+    Network, ProcessStatus, Workspace, WorkspaceDir,
 };
 use tokio::sync::Notify;
 
@@ -26,6 +26,7 @@ use crate::sandbox::{
     BackgroundEnd, BackgroundOutput, BackgroundProcess, BackgroundState, ExecOutcome, Sandbox,
     SpawnBackground,
 };
+use crate::sandbox_egress::SandboxEgress;
 use crate::workspace::{PreparedWorkspace, SandboxUser};
 
 /// Runs calls in jails. Cheap to clone.
@@ -34,18 +35,27 @@ pub struct JailBackend {
     jail: Arc<Jail>,
     user: SandboxUser,
     output_bytes: NonZeroUsize,
+    egress: SandboxEgress,
 }
 
 impl JailBackend {
     /// Jails re-executing `helper` (normally `/proc/self/exe`), running commands as `user`,
-    /// keeping `max_output_bytes` of stdout and of stderr each.
+    /// keeping `max_output_bytes` of stdout and of stderr each. Calls granted network
+    /// egress are refused until [`Self::with_egress`] names the proxy.
     pub fn new(helper: PathBuf, user: SandboxUser, max_output_bytes: u32) -> Self {
         let output = usize::try_from(max_output_bytes).unwrap_or(usize::MAX);
         Self {
             jail: Arc::new(Jail::with_helper(helper)),
             user,
             output_bytes: NonZeroUsize::new(output).unwrap_or(NonZeroUsize::MIN),
+            egress: SandboxEgress::Unavailable("this executor runs no egress proxy".into()),
         }
+    }
+
+    /// Commands granted egress reach the web through `egress`.
+    pub fn with_egress(mut self, egress: SandboxEgress) -> Self {
+        self.egress = egress;
+        self
     }
 
     fn profile(
@@ -79,6 +89,11 @@ impl JailBackend {
         let mut builder = JailProfile::builder(plan.argv().iter().cloned());
         for (name, value) in plan.env() {
             builder = builder.env(name.clone(), value.clone());
+        }
+        if plan.egress() {
+            let proxy = EgressProxy::new(self.egress.socket()?)
+                .map_err(|e| ExecutorError::SandboxEgressUnavailable(e.to_string()))?;
+            builder = builder.network(Network::Egress(proxy));
         }
         builder
             .workspace(Workspace::Dir(dir))

@@ -43,6 +43,7 @@ pub mod jail;
 pub mod plan;
 pub mod process;
 pub mod sandbox;
+pub mod sandbox_egress;
 pub mod server;
 pub mod service;
 pub mod web;

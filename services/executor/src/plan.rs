@@ -29,12 +29,21 @@ pub const MAX_ENV_VARS: usize = 32;
 /// Most bytes of one environment value.
 pub const MAX_ENV_VALUE_BYTES: usize = 4096;
 /// Environment names a caller may not set: the sandbox's own (`PATH`, `HOME`, `LANG`,
-/// `TMPDIR`), and names that make the dynamic loader or a shell run other code.
-pub const RESERVED_ENV: [&str; 14] = [
+/// `TMPDIR`, the proxy variables of network egress), and names that make the dynamic
+/// loader or a shell run other code.
+pub const RESERVED_ENV: &[&str] = &[
     "PATH",
     "HOME",
     "LANG",
     "TMPDIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
     "BASH_ENV",
     "ENV",
     "IFS",
@@ -175,6 +184,7 @@ pub struct ValidatedExecPlan {
     cwd: RelativeCwd,
     timeout: Duration,
     read_only: bool,
+    egress: bool,
     policy: ExecPolicy,
 }
 
@@ -203,6 +213,12 @@ impl ValidatedExecPlan {
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
+    /// Whether the command may reach the web through the guarded proxy (the grant's
+    /// `sandbox.network`).
+    pub fn egress(&self) -> bool {
+        self.egress
+    }
+
     /// Whether the workspace is mounted read-only (the grant's `workspace_access`).
     pub fn workspace_read_only(&self) -> bool {
         self.read_only
@@ -235,7 +251,7 @@ impl ValidatedExecPlan {
     }
 
     /// A call the executor itself makes (e.g. listing the sandbox's PATH for approvals):
-    /// read-only workspace, no grant, no extra environment.
+    /// read-only workspace, no grant, no extra environment, no network.
     pub(crate) fn internal(agent_id: AgentId, argv: Vec<String>, timeout: Duration) -> Self {
         Self {
             agent_id,
@@ -249,6 +265,7 @@ impl ValidatedExecPlan {
             cwd: RelativeCwd::default(),
             timeout,
             read_only: true,
+            egress: false,
             policy: crate::grant::exec_policy_of(None),
         }
     }
@@ -305,6 +322,7 @@ impl ExecPlan {
             cwd,
             timeout,
             read_only: grant.access == Access::ReadOnly,
+            egress: grant.sandbox_egress,
             policy: grant.exec_policy,
         })
     }

@@ -29,6 +29,7 @@ use crate::jail::JailBackend;
 use crate::plan::{ExecLimits, MAX_TIMEOUT};
 use crate::process::Processes;
 use crate::sandbox::{Sandbox, SpawnBackground};
+use crate::sandbox_egress::SandboxEgress;
 use crate::service::{ExecSwitch, ExecutorApi};
 use crate::web::WebFetchTool;
 use crate::workspace::{SandboxUser, Workspaces};
@@ -216,14 +217,32 @@ pub async fn serve(
             served
         }
         SandboxBackend::Jail => {
-            let backend = Arc::new(JailBackend::new(
-                settings.jail_helper.clone(),
-                settings.sandbox_user,
-                settings.exec.max_output_bytes,
-            ));
+            let egress_tasks = TaskTracker::new();
+            let egress_stop = CancellationToken::new();
+            let egress = SandboxEgress::start(
+                &settings.workspace_root,
+                &settings.tools.web_fetch,
+                &settings.exec.egress_ports,
+                settings.tools.web_dialer.clone(),
+                &egress_tasks,
+                egress_stop.clone(),
+            );
+            let backend = Arc::new(
+                JailBackend::new(
+                    settings.jail_helper.clone(),
+                    settings.sandbox_user,
+                    settings.exec.max_output_bytes,
+                )
+                .with_egress(egress),
+            );
             tracing::info!("sandbox backend: jail");
             let processes = Processes::new(Arc::clone(&backend) as Arc<dyn SpawnBackground>);
-            serve_with(backend, Some(processes), settings, listener, shutdown).await
+            let served = serve_with(backend, Some(processes), settings, listener, shutdown).await;
+            // Calls are done: the proxy goes last.
+            egress_stop.cancel();
+            egress_tasks.close();
+            egress_tasks.wait().await;
+            served
         }
     }
 }

@@ -189,6 +189,7 @@ mod tests {
             workspace_access: access.into(),
             network: network.into(),
             exec_policy: None,
+            sandbox: None,
         }
     }
 

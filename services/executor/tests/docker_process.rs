@@ -141,6 +141,7 @@ fn claims(tools: &[&str], session: &str, agent: &str) -> GrantClaims {
         workspace_access: WorkspaceAccess::ReadWrite.into(),
         network: NetworkAccess::None.into(),
         exec_policy: Some(testing::full_exec_policy()),
+        sandbox: None,
     }
 }
 

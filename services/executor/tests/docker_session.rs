@@ -66,6 +66,7 @@ fn request(session: &str, access: WorkspaceAccess, line: &str, timeout_ms: u32) 
         workspace_access: access.into(),
         network: NetworkAccess::None.into(),
         exec_policy: Some(testing::full_exec_policy()),
+        sandbox: None,
     };
     ExecRequest {
         grant: Some(sign_claims(&testing::gateway_key(), &claims)),

@@ -118,6 +118,7 @@ fn claims(tools: &[&str], session: &str, agent: &str, policy: ExecPolicy) -> Gra
         workspace_access: WorkspaceAccess::ReadWrite.into(),
         network: NetworkAccess::None.into(),
         exec_policy: Some(policy),
+        sandbox: None,
     }
 }
 

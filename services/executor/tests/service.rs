@@ -156,6 +156,7 @@ async fn refuses_calls_the_grant_does_not_allow() {
         workspace_access: access.into(),
         network: NetworkAccess::None.into(),
         exec_policy: Some(testing::full_exec_policy()),
+        sandbox: None,
     };
     let refused = |grant: pincer_proto::v1::TurnGrant, why: &'static str| {
         let mut req = shell_request("true", 0);
@@ -392,6 +393,7 @@ async fn jail_backend_runs_calls_confined_without_docker() {
             workspace_access: WorkspaceAccess::ReadOnly.into(),
             network: NetworkAccess::None.into(),
             exec_policy: Some(testing::full_exec_policy()),
+            sandbox: None,
         },
     ));
     let ro = call(server.addr, Some(AGENT_SECRET), req).await.unwrap();
@@ -407,4 +409,168 @@ async fn jail_backend_runs_calls_confined_without_docker() {
     .unwrap();
     assert!(slow.timed_out);
     server.stop().await;
+}
+
+/// A loopback origin answering every request with its request line; the lines it saw.
+async fn origin() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((conn, _)) = listener.accept().await else {
+                return;
+            };
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(conn);
+                let mut first = String::new();
+                reader.read_line(&mut first).await.unwrap();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).await.unwrap() == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let first = first.trim_end().to_owned();
+                log.lock().unwrap().push(first.clone());
+                let body = format!("origin saw: {first}");
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                reader
+                    .into_inner()
+                    .write_all(reply.as_bytes())
+                    .await
+                    .unwrap();
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// An exec of Python in the jail whose grant gives the sandbox `network`.
+fn python_request(code: &str, network: pincer_proto::v1::NetworkAccess) -> ExecRequest {
+    use pincer_executor::grant::{sign_claims, testing};
+    use pincer_proto::v1::{Argv, GrantClaims, NetworkAccess, SandboxGrant, WorkspaceAccess};
+    ExecRequest {
+        grant: Some(sign_claims(
+            &testing::gateway_key(),
+            &GrantClaims {
+                turn_id: "t".into(),
+                session_key: SESSION.into(),
+                agent_id: "main".into(),
+                allowed_tools: vec!["exec".into()],
+                expires_at_ms: now_ms() + 60_000,
+                workspace_access: WorkspaceAccess::ReadWrite.into(),
+                network: NetworkAccess::None.into(),
+                exec_policy: Some(testing::full_exec_policy()),
+                sandbox: Some(SandboxGrant {
+                    network: network.into(),
+                }),
+            },
+        )),
+        session_key: SESSION.into(),
+        command: Some(pincer_proto::v1::exec_request::Command::Argv(Argv {
+            args: ["python3", "-c", code].map(str::to_owned).to_vec(),
+        })),
+        timeout_ms: 20_000,
+        ..Default::default()
+    }
+}
+
+/// Commands granted egress reach the web through the executor's guarded proxy and through
+/// nothing else; without the grant they reach nothing. The guard re-allows 127.0.0.1 for
+/// the test origin and dials only loopback, so a blocked address could never be dialled.
+#[tokio::test]
+async fn jail_commands_reach_the_web_only_through_the_guard() {
+    use pincer_proto::v1::NetworkAccess;
+    let (port, seen) = origin().await;
+    let server = start(|s| {
+        s.backend = pincer_runtime::config::raw::SandboxBackend::Jail;
+        s.tools.web_fetch.allow_networks = vec!["127.0.0.1/32".parse().unwrap()];
+        s.tools.web_dialer = Some(Arc::new(pincer_egress::LoopbackOnlyDialer));
+        s.exec.egress_ports = vec![80, 443, port];
+    })
+    .await;
+    let fetch = |url: String| {
+        format!(
+            "import urllib.request, urllib.error\n\
+             try: print(urllib.request.urlopen('{url}', timeout=10).read().decode())\n\
+             except urllib.error.HTTPError as e: print(e.code, e.read().decode().strip())\n\
+             except OSError as e: print('ERROR', e)"
+        )
+    };
+    let text = |r: &ExecResponse| String::from_utf8_lossy(&r.stdout).trim().to_owned();
+
+    let through = call(
+        server.addr,
+        Some(AGENT_SECRET),
+        python_request(
+            &fetch(format!("http://127.0.0.1:{port}/hello?x=1")),
+            NetworkAccess::Egress,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        text(&through),
+        "origin saw: GET /hello?x=1 HTTP/1.1",
+        "{}",
+        String::from_utf8_lossy(&through.stderr)
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    // A private address the guard does not re-allow: refused by the proxy with its rule.
+    let blocked = call(
+        server.addr,
+        Some(AGENT_SECRET),
+        python_request(&fetch("http://10.20.30.40/".into()), NetworkAccess::Egress),
+    )
+    .await
+    .unwrap();
+    let t = text(&blocked);
+    assert!(t.starts_with("403 "), "{t}");
+    assert!(t.contains("10.20.30.40"), "{t}");
+
+    // Without egress in the grant there is no proxy and no socket.
+    let none = call(
+        server.addr,
+        Some(AGENT_SECRET),
+        python_request(
+            &fetch(format!("http://127.0.0.1:{port}/again")),
+            NetworkAccess::None,
+        ),
+    )
+    .await
+    .unwrap();
+    let t = text(&none);
+    assert!(
+        t.starts_with("ERROR") && t.contains("Operation not permitted"),
+        "{t}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "the origin saw nothing more");
+
+    // The Docker backend refuses egress rather than running without it.
+    server.stop().await;
+    let docker = start(|_| {}).await;
+    let refused = call(
+        docker.addr,
+        Some(AGENT_SECRET),
+        python_request("print(1)", NetworkAccess::Egress),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused
+            .message()
+            .contains("docker backend does not relay egress"),
+        "{}",
+        refused.message()
+    );
+    docker.stop().await;
 }

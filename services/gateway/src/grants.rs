@@ -9,7 +9,7 @@ use pincer_identity::DeviceKey;
 use pincer_proto::v1::executor_link_service_server::ExecutorLinkService;
 use pincer_proto::v1::{
     ApprovalAnswer, ApprovalOutcome, ApprovalRequest, ExecPolicy, GetGrantKeyRequest, GrantClaims,
-    GrantKey, NetworkAccess, TurnGrant, WorkspaceAccess,
+    GrantKey, NetworkAccess, SandboxGrant, TurnGrant, WorkspaceAccess,
 };
 use prost::Message;
 
@@ -44,6 +44,8 @@ pub struct GrantSpec {
     pub network: NetworkAccess,
     /// How its exec calls are judged.
     pub exec_policy: ExecPolicy,
+    /// What its sandboxed commands may reach.
+    pub sandbox_network: NetworkAccess,
 }
 
 impl GrantSigner {
@@ -78,6 +80,9 @@ impl GrantSigner {
             workspace_access: spec.workspace.into(),
             network: spec.network.into(),
             exec_policy: Some(spec.exec_policy),
+            sandbox: Some(SandboxGrant {
+                network: spec.sandbox_network.into(),
+            }),
         }
         .encode_to_vec();
         let signature = pincer_identity::sign_grant(&self.key, &claims);
@@ -115,14 +120,28 @@ pub struct TurnTools {
     exec: bool,
     files: bool,
     web_fetch: bool,
+    exec_egress: bool,
     exec_policy: ExecPolicy,
+}
+
+/// What one turn may use, as it goes into the grant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnAccess {
+    /// The tools.
+    pub tools: Vec<String>,
+    /// What the executor's own `web_fetch` may reach.
+    pub network: NetworkAccess,
+    /// What sandboxed commands (`exec`, `process`) may reach.
+    pub sandbox_network: NetworkAccess,
+    /// How exec calls are judged.
+    pub exec_policy: ExecPolicy,
 }
 
 impl TurnTools {
     /// From `tools.*`.
     pub fn from_config(config: &pincer_runtime::Config) -> Self {
         use pincer_proto::v1::{ExecAsk, ExecSecurity};
-        use pincer_runtime::config::validate::{ExecAskMode, ExecSecurityLevel};
+        use pincer_runtime::config::validate::{ExecAskMode, ExecNetwork, ExecSecurityLevel};
         let security = |s: ExecSecurityLevel| match s {
             ExecSecurityLevel::Deny => ExecSecurity::Deny,
             ExecSecurityLevel::Allowlist => ExecSecurity::Allowlist,
@@ -133,6 +152,7 @@ impl TurnTools {
             exec: exec.enabled,
             files: config.files.enabled,
             web_fetch: config.web_fetch.enabled,
+            exec_egress: exec.enabled && exec.network == ExecNetwork::Egress,
             exec_policy: ExecPolicy {
                 security: security(exec.security).into(),
                 ask: match exec.ask {
@@ -148,17 +168,25 @@ impl TurnTools {
         }
     }
 
-    /// The tools, network and exec policy of a turn in a group (`group`) or a DM.
-    pub fn for_turn(&self, group: bool) -> (Vec<String>, NetworkAccess, ExecPolicy) {
-        let mut tools = Vec::new();
+    /// What a turn in a group (`group`) or a DM may use.
+    pub fn for_turn(&self, group: bool) -> TurnAccess {
+        let mut access = TurnAccess {
+            tools: Vec::new(),
+            network: NetworkAccess::None,
+            sandbox_network: NetworkAccess::None,
+            exec_policy: self.exec_policy.clone(),
+        };
         if group {
-            return (tools, NetworkAccess::None, self.exec_policy.clone());
+            return access;
         }
         if self.exec {
-            tools.extend(["exec", "process"].map(str::to_owned));
+            access.tools.extend(["exec", "process"].map(str::to_owned));
+            if self.exec_egress {
+                access.sandbox_network = NetworkAccess::Egress;
+            }
         }
         if self.files {
-            tools.extend(
+            access.tools.extend(
                 [
                     "read_file",
                     "write_file",
@@ -169,13 +197,11 @@ impl TurnTools {
                 .map(str::to_owned),
             );
         }
-        let network = if self.web_fetch {
-            tools.push("web_fetch".to_owned());
-            NetworkAccess::Egress
-        } else {
-            NetworkAccess::None
-        };
-        (tools, network, self.exec_policy.clone())
+        if self.web_fetch {
+            access.tools.push("web_fetch".to_owned());
+            access.network = NetworkAccess::Egress;
+        }
+        access
     }
 }
 
@@ -276,9 +302,9 @@ mod tests {
     #[test]
     fn dm_turns_get_the_enabled_tools_and_groups_none() {
         let all = TurnTools::from_config(&config("{}"));
-        let (tools, network, policy) = all.for_turn(false);
+        let dm = all.for_turn(false);
         assert_eq!(
-            tools,
+            dm.tools,
             [
                 "exec",
                 "process",
@@ -290,19 +316,51 @@ mod tests {
                 "web_fetch"
             ]
         );
-        assert_eq!(network, NetworkAccess::Egress, "web_fetch needs egress");
-        assert_eq!(policy.security(), ExecSecurity::Full);
-        let (tools, network, _) = all.for_turn(true);
-        assert!(tools.is_empty(), "groups get no tools");
-        assert_eq!(network, NetworkAccess::None);
+        assert_eq!(dm.network, NetworkAccess::Egress, "web_fetch needs egress");
+        assert_eq!(
+            dm.sandbox_network,
+            NetworkAccess::None,
+            "commands get no network unless tools.exec.network says so"
+        );
+        assert_eq!(dm.exec_policy.security(), ExecSecurity::Full);
+        let group = all.for_turn(true);
+        assert!(group.tools.is_empty(), "groups get no tools");
+        assert_eq!(group.network, NetworkAccess::None);
+        assert_eq!(group.sandbox_network, NetworkAccess::None);
 
         let none = TurnTools::from_config(&config(
             "{ exec: { enabled: false }, files: { enabled: false }, webFetch: { enabled: false } }",
         ));
-        assert_eq!(
-            none.for_turn(false),
-            (Vec::new(), NetworkAccess::None, none.exec_policy.clone())
-        );
+        let dm = none.for_turn(false);
+        assert!(dm.tools.is_empty());
+        assert_eq!(dm.network, NetworkAccess::None);
+        assert_eq!(dm.sandbox_network, NetworkAccess::None);
+    }
+
+    #[test]
+    fn command_egress_is_granted_to_dms_only_and_only_with_exec() {
+        let t = TurnTools::from_config(&config(r#"{ exec: { network: "egress" } }"#));
+        assert_eq!(t.for_turn(false).sandbox_network, NetworkAccess::Egress);
+        assert_eq!(t.for_turn(true).sandbox_network, NetworkAccess::None);
+        let off = TurnTools::from_config(&config(
+            r#"{ exec: { enabled: false, network: "egress" } }"#,
+        ));
+        assert_eq!(off.for_turn(false).sandbox_network, NetworkAccess::None);
+        let signer = GrantSigner::from_key(DeviceKey::from_seed([4; 32]));
+        let a = t.for_turn(false);
+        let grant = signer.sign(GrantSpec {
+            turn_id: "t".into(),
+            session_key: "s".into(),
+            agent_id: "main".into(),
+            allowed_tools: a.tools,
+            expires_at_ms: i64::MAX,
+            workspace: WorkspaceAccess::ReadWrite,
+            network: a.network,
+            exec_policy: a.exec_policy,
+            sandbox_network: a.sandbox_network,
+        });
+        let claims = signer.verify(Some(&grant)).unwrap();
+        assert_eq!(claims.sandbox.unwrap().network(), NetworkAccess::Egress);
     }
 
     #[test]
@@ -312,16 +370,17 @@ mod tests {
                         allowlist: ["/usr/bin/git"], safeBins: false } }"#,
         ));
         let signer = GrantSigner::from_key(DeviceKey::from_seed([3; 32]));
-        let (allowed_tools, network, exec_policy) = t.for_turn(false);
+        let a = t.for_turn(false);
         let grant = signer.sign(GrantSpec {
             turn_id: "t".into(),
             session_key: "s".into(),
             agent_id: "main".into(),
-            allowed_tools,
+            allowed_tools: a.tools,
             expires_at_ms: i64::MAX,
             workspace: WorkspaceAccess::ReadWrite,
-            network,
-            exec_policy,
+            network: a.network,
+            exec_policy: a.exec_policy,
+            sandbox_network: a.sandbox_network,
         });
         let claims = signer.verify(Some(&grant)).unwrap();
         let p = claims.exec_policy.unwrap();

@@ -186,8 +186,7 @@ impl TurnRunner {
     }
 
     async fn call_agent(&self, msg: &PendingInbound, turn_id: &str, key: &str) -> Outcome {
-        let (allowed_tools, network, exec_policy) =
-            self.tools.for_turn(msg.chat_kind == ChatKind::Group);
+        let access = self.tools.for_turn(msg.chat_kind == ChatKind::Group);
         let request = RunTurnRequest {
             turn_id: turn_id.to_owned(),
             session_key: msg.session_key.as_str().to_owned(),
@@ -197,11 +196,12 @@ impl TurnRunner {
                 turn_id: turn_id.to_owned(),
                 session_key: msg.session_key.as_str().to_owned(),
                 agent_id: self.agent_id.clone(),
-                allowed_tools,
+                allowed_tools: access.tools,
                 expires_at_ms: now_ms() + GRANT_TTL_MS,
                 workspace: WorkspaceAccess::ReadWrite,
-                network,
-                exec_policy,
+                network: access.network,
+                exec_policy: access.exec_policy,
+                sandbox_network: access.sandbox_network,
             })),
         };
         let mut agent = self.agent.clone();

@@ -67,6 +67,7 @@ fn grant(key: &DeviceKey, session: &str, tools: &[&str], expires_at_ms: i64) -> 
         workspace_access: WorkspaceAccess::ReadWrite.into(),
         network: NetworkAccess::None.into(),
         exec_policy: None,
+        sandbox: None,
     }
     .encode_to_vec();
     TurnGrant {

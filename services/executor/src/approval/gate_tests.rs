@@ -86,6 +86,7 @@ fn plan_with(
             workspace_access: WorkspaceAccess::ReadWrite.into(),
             network: NetworkAccess::None.into(),
             exec_policy: Some(policy),
+            sandbox: None,
         },
     );
     ExecPlan::from(ExecRequest {

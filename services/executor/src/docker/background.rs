@@ -68,6 +68,7 @@ impl SpawnBackground for DockerBackend {
         workspace: &PreparedWorkspace,
         wake: Arc<Notify>,
     ) -> Result<Box<dyn BackgroundProcess>, ExecutorError> {
+        super::refuse_egress(plan)?;
         let rt = Handle::try_current()
             .map_err(|_| ExecutorError::DockerProtocol("no runtime to start the process on"))?;
         let backend = self.clone();

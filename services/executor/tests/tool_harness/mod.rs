@@ -123,6 +123,7 @@ pub fn claims(tools: &[&str]) -> GrantClaims {
         workspace_access: WorkspaceAccess::ReadWrite.into(),
         network: NetworkAccess::None.into(),
         exec_policy: None,
+        sandbox: None,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The guarded HTTP forward proxy: the fetcher's SSRF guard for clients that speak HTTP
-//! proxy (`HTTP_PROXY` / `HTTPS_PROXY`), such as programs in a sandbox. Not yet attached
-//! to the sandboxes; `docs/egress.md` ("Guarded proxy") has the contract.
+//! proxy (`HTTP_PROXY` / `HTTPS_PROXY`), such as programs in a sandbox (the executor runs
+//! one for commands granted egress); `docs/egress.md` ("Guarded proxy") has the contract.
 //!
 //! For every request:
 //!

@@ -34,9 +34,9 @@ fn at<E: std::fmt::Display>(step: SetupStep) -> impl FnOnce(E) -> (SetupStep, St
 }
 
 /// Sets up and executes the command; never returns.
-pub fn run(plan: &Plan, helper: Pid, record: OwnedFd) -> ! {
+pub fn run(plan: &Plan, helper: Pid, record: OwnedFd, handoff: Option<OwnedFd>) -> ! {
     let mut out = File::from(record);
-    let code = match setup(plan, helper) {
+    let code = match setup(plan, helper, handoff) {
         Err((step, detail)) => {
             send(&mut out, &ChildRecord::Failed { step, detail });
             126
@@ -65,7 +65,7 @@ fn send(out: &mut File, record: &ChildRecord) {
     }
 }
 
-fn setup(plan: &Plan, helper: Pid) -> StepResult<(Enforcement, Exec)> {
+fn setup(plan: &Plan, helper: Pid, handoff: Option<OwnedFd>) -> StepResult<(Enforcement, Exec)> {
     let profile = &plan.profile;
     let exec = Exec::prepare(profile, &plan.scratch).map_err(at(SetupStep::Process))?;
 
@@ -86,6 +86,10 @@ fn setup(plan: &Plan, helper: Pid) -> StepResult<(Enforcement, Exec)> {
         ));
     }
     let (namespaces, namespaces_refused) = enter_namespaces(started_as_root)?;
+    let egress = profile.network().egress().is_some();
+    if egress {
+        open_egress(&namespaces, namespaces_refused.as_deref(), handoff)?;
+    }
     set_rlimits(profile).map_err(at(SetupStep::Rlimits))?;
     if started_as_root {
         drop_to(user.uid(), user.gid()).map_err(at(SetupStep::User))?;
@@ -111,9 +115,14 @@ fn setup(plan: &Plan, helper: Pid) -> StepResult<(Enforcement, Exec)> {
         .ok()
         .and_then(|v| u8::try_from(v).ok())
         .unwrap_or(0);
-    let features = crate::landlock::restrict_self(abi, profile.workspace(), &plan.scratch)
+    let features = crate::landlock::restrict_self(abi, profile.workspace(), &plan.scratch, egress)
         .map_err(at(SetupStep::Landlock))?;
-    let filter = seccomp::build_filter().map_err(at(SetupStep::Seccomp))?;
+    let sockets = if egress {
+        seccomp::Sockets::UnixAndInet
+    } else {
+        seccomp::Sockets::UnixOnly
+    };
+    let filter = seccomp::build_filter(sockets).map_err(at(SetupStep::Seccomp))?;
     sys::install_seccomp_filter(&filter).map_err(at(SetupStep::Seccomp))?;
 
     let enforcement = Enforcement {
@@ -128,6 +137,7 @@ fn setup(plan: &Plan, helper: Pid) -> StepResult<(Enforcement, Exec)> {
         landlock_tcp: features.tcp,
         landlock_scopes: features.scopes,
         seccomp: true,
+        egress_relay: egress,
     };
     Ok((enforcement, exec))
 }
@@ -159,6 +169,29 @@ fn enter_namespaces(as_root: bool) -> StepResult<(Vec<Namespace>, Option<String>
     // Our own UTS namespace: do not show the host's name.
     nix::unistd::sethostname("pincer-jail").map_err(at(SetupStep::Namespaces))?;
     Ok((entered, None))
+}
+
+/// Network egress: only inside a private network namespace (else the command would get
+/// the host's network), where the relay's socket is bound and handed to the helper.
+fn open_egress(
+    namespaces: &[Namespace],
+    refused: Option<&str>,
+    handoff: Option<OwnedFd>,
+) -> StepResult<()> {
+    if !namespaces.contains(&Namespace::Net) {
+        return Err((
+            SetupStep::Network,
+            format!(
+                "network egress needs a private network namespace and this host refused one ({}); run without egress, or allow namespaces (`pincer sandbox explain` shows what this host enforces)",
+                refused.unwrap_or("not entered")
+            ),
+        ));
+    }
+    let handoff = handoff.ok_or((
+        SetupStep::Network,
+        "no channel to the helper for the egress relay".to_owned(),
+    ))?;
+    crate::egress::listen_and_hand_over(&handoff).map_err(|e| (SetupStep::Network, e))
 }
 
 fn set_rlimits(profile: &JailProfile) -> Result<(), Errno> {
@@ -217,10 +250,17 @@ impl Exec {
         for (k, v) in profile.env() {
             envp.push(cstr(format!("{k}={v}").as_bytes())?);
         }
-        for k in crate::profile::RESERVED_ENV {
+        for k in crate::profile::SCRATCH_ENV {
             let mut kv = format!("{k}=").into_bytes();
             kv.extend_from_slice(scratch.as_os_str().as_bytes());
             envp.push(cstr(&kv)?);
+        }
+        if profile.network().egress().is_some() {
+            for k in crate::profile::PROXY_ENV {
+                envp.push(cstr(
+                    format!("{k}={}", crate::profile::EGRESS_PROXY_URL).as_bytes(),
+                )?);
+            }
         }
         let program = profile.argv().first().map(String::as_str).unwrap_or("");
         let candidates = if program.contains('/') {

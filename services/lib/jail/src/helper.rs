@@ -10,6 +10,8 @@
 //! wall-clock timeout, kills the command's process group when the command ends, times out
 //! or the caller sends [`KILL_SIGNAL`], then kills and reaps every remaining descendant
 //! ([`crate::reap`]), and finally writes one [`HelperRecord`] to the report pipe.
+//! Under network egress it also relays the command's proxy connections
+//! ([`crate::egress`]) on threads of its own.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -29,7 +31,7 @@ use crate::wire::{
     ChildRecord, Enforcement, ExitStatus, HELPER_MARKER, HelperRecord, KILL_SIGNAL, MAX_PLAN_BYTES,
     Plan, SetupStep,
 };
-use crate::{child, reap, sys};
+use crate::{child, egress, reap, sys};
 
 /// If this process was started as the jail helper, runs the helper and exits; otherwise
 /// returns at once. Call it first thing in `main` of every binary that runs jails (before
@@ -114,17 +116,29 @@ fn supervise(parent: Pid, report: &mut File, stdin: Option<OwnedFd>) -> HelperRe
         Ok(p) => p,
         Err(e) => return failed(SetupStep::Helper, e),
     };
+    let proxy = plan
+        .profile
+        .network()
+        .egress()
+        .map(|p| p.socket().to_owned());
+    let (handoff, child_handoff) = match proxy.as_ref().map(|_| egress::channel()).transpose() {
+        Ok(Some((helper_end, child_end))) => (Some(helper_end), Some(child_end)),
+        Ok(None) => (None, None),
+        Err(e) => return failed(SetupStep::Network, e),
+    };
     let me = nix::unistd::getpid();
     let child = match sys::fork_single_threaded() {
         Err(e) => return failed(SetupStep::Fork, e),
         Ok(ForkResult::Child) => {
             drop(record_r);
             drop(signals);
-            child::run(&plan, me, record_w)
+            drop(handoff);
+            child::run(&plan, me, record_w, child_handoff)
         }
         Ok(ForkResult::Parent { child }) => child,
     };
     drop(record_w);
+    drop(child_handoff);
     if piped {
         // Only the command (and what it starts) may hold its stdin, so that the caller's
         // writes fail once they are all gone. Best effort: the helper exits right after
@@ -146,6 +160,15 @@ fn supervise(parent: Pid, report: &mut File, stdin: Option<OwnedFd>) -> HelperRe
             return record;
         }
     };
+    // The command runs; its connections to the relay wait in the listener's backlog.
+    if let (Some(handoff), Some(proxy)) = (handoff, proxy) {
+        let relayed = egress::receive(&handoff)
+            .and_then(|listener| egress::relay(listener, proxy).map_err(|e| e.to_string()));
+        if let Err(e) = relayed {
+            let _ = reap::end_command(child);
+            return failed(SetupStep::Network, e);
+        }
+    }
     // Best effort, like `Started`: a spawning caller waits for it; `run` ignores it.
     let _ = send(
         report,

@@ -19,7 +19,8 @@
 //! command never runs as root or in the `shadow` group (uid and groups are dropped before
 //! this ruleset applies).
 //!
-//! With ABI 4+ all TCP bind and connect is denied (no port is granted); with ABI 6+ the
+//! With ABI 4+ all TCP bind and connect is denied (no port is granted; under network
+//! egress, connect to the relay's port on the namespace's loopback); with ABI 6+ the
 //! process may neither connect to abstract UNIX sockets nor signal processes outside its
 //! own Landlock domain. The ruleset is built at the kernel's ABI with
 //! `CompatLevel::HardRequirement`, and anything short of `FullyEnforced` is an error.
@@ -27,11 +28,12 @@
 use std::path::Path;
 
 use ::landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd,
-    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
+    PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 
 use crate::probe::LandlockFeatures;
+use crate::profile::EGRESS_PROXY_ADDR;
 use crate::profile::{Access as WsAccess, Workspace};
 
 /// System directories: read, list and execute.
@@ -69,6 +71,7 @@ pub fn restrict_self(
     abi: u8,
     workspace: &Workspace,
     scratch: &Path,
+    egress: bool,
 ) -> Result<LandlockFeatures, LandlockError> {
     let abi_level = ABI::from(i32::from(abi));
     if abi_level == ABI::Unsupported {
@@ -118,6 +121,10 @@ pub fn restrict_self(
             }
         };
         created = created.add_rule(PathBeneath::new(fd, rights))?;
+    }
+    if egress && features.tcp {
+        // The relay's port on the namespace's loopback: connect only, never bind.
+        created = created.add_rule(NetPort::new(EGRESS_PROXY_ADDR.1, AccessNet::ConnectTcp))?;
     }
     let status = created.restrict_self()?;
     if status.ruleset != RulesetStatus::FullyEnforced {

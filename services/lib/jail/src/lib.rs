@@ -36,6 +36,7 @@
 
 pub mod capture;
 mod child;
+mod egress;
 mod error;
 pub mod explain;
 mod helper;
@@ -54,6 +55,9 @@ pub use error::JailError;
 pub use helper::run_helper_if_requested;
 pub use probe::HostSupport;
 pub use process::{JailProcess, ProcessOutcome, ProcessOutput, ProcessResult, ProcessStatus};
-pub use profile::{Access, JailProfile, JailUser, Limits, Network, Workspace, WorkspaceDir};
+pub use profile::{
+    Access, EGRESS_PROXY_URL, EgressProxy, JailProfile, JailUser, Limits, Network, Workspace,
+    WorkspaceDir,
+};
 pub use spawn::{Jail, JailOutcome};
 pub use wire::{Enforcement, ExitStatus, Namespace, SetupStep};

@@ -30,8 +30,22 @@ pub const MAX_ARGS: usize = 4096;
 pub const MAX_ARG_BYTES: usize = 256 * 1024;
 /// Longest accepted working directory, in bytes.
 pub const MAX_CWD_BYTES: usize = 4096;
-/// Environment names the jail sets itself (to its private temporary directory).
-pub const RESERVED_ENV: &[&str] = &["HOME", "TMPDIR"];
+/// Environment names the jail sets to the call's private temporary directory.
+pub const SCRATCH_ENV: &[&str] = &["HOME", "TMPDIR"];
+/// Environment names the jail sets itself (or, `NO_PROXY`, keeps unset): the caller may
+/// not give them.
+pub const RESERVED_ENV: &[&str] = &[
+    "HOME",
+    "TMPDIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
 
 /// Why a profile was refused. Each message says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,8 +65,10 @@ pub enum ProfileError {
     /// An environment name is not `[A-Za-z_][A-Za-z0-9_]*`.
     #[error("environment name {0:?} is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")]
     EnvName(String),
-    /// `HOME` or `TMPDIR` was given.
-    #[error("environment variable {0} is set by the jail (to its private temporary directory)")]
+    /// `HOME`, `TMPDIR` or a proxy variable was given.
+    #[error(
+        "environment variable {0} is set by the jail (HOME and TMPDIR to its private temporary directory, the proxy variables by --network egress); leave it out"
+    )]
     ReservedEnv(String),
     /// The timeout is zero or too long.
     #[error("timeout {0:?} is out of range; give 1 ms to 24 h")]
@@ -70,6 +86,14 @@ pub enum ProfileError {
     Cwd {
         /// The cwd given.
         cwd: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The egress proxy's socket path is unusable.
+    #[error("egress proxy socket {path}: {reason}")]
+    ProxySocket {
+        /// The path given.
+        path: PathBuf,
         /// What is wrong with it.
         reason: &'static str,
     },
@@ -228,13 +252,95 @@ impl Default for Limits {
     }
 }
 
-/// Network access. Only `None` exists: the jail has no network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Network access.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Network {
     /// No sockets but `AF_UNIX`, no TCP bind/connect, and (where the host allows) an empty
     /// network namespace.
     #[default]
     None,
+    /// The web through a guarded proxy only: the command runs in a private network
+    /// namespace whose only interface is loopback, where [`EGRESS_PROXY_ADDR`] is relayed
+    /// by the helper (outside the jail) to the proxy's UNIX socket; `HTTP_PROXY` and
+    /// friends point there. Nothing else is reachable: there is no route out of the
+    /// namespace. A host that refuses the network namespace refuses the call.
+    Egress(EgressProxy),
+}
+
+impl Network {
+    /// The proxy, for [`Network::Egress`].
+    pub fn egress(&self) -> Option<&EgressProxy> {
+        match self {
+            Self::None => None,
+            Self::Egress(proxy) => Some(proxy),
+        }
+    }
+}
+
+/// Where the jail's command reaches the guarded proxy, inside its own network namespace.
+pub const EGRESS_PROXY_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 3128);
+/// The proxy URL the command gets in `HTTP_PROXY`, `HTTPS_PROXY` and their lower-case
+/// twins under [`Network::Egress`].
+pub const EGRESS_PROXY_URL: &str = "http://127.0.0.1:3128";
+/// The variables set to [`EGRESS_PROXY_URL`] under [`Network::Egress`].
+pub const PROXY_ENV: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+/// The longest UNIX socket path the kernel takes (`sun_path` less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// The guarded proxy's listening UNIX socket (on the host, outside the jail; only the
+/// helper connects to it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PathBuf", into = "PathBuf")]
+pub struct EgressProxy {
+    socket: PathBuf,
+}
+
+impl EgressProxy {
+    /// The proxy listening at `socket`: an absolute path short enough for `sun_path`.
+    pub fn new(socket: impl Into<PathBuf>) -> Result<Self, ProfileError> {
+        let socket = socket.into();
+        let bad = |reason| {
+            Err(ProfileError::ProxySocket {
+                path: socket.clone(),
+                reason,
+            })
+        };
+        if !socket.is_absolute() {
+            return bad("give an absolute path");
+        }
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return bad("longer than the 107 bytes a UNIX socket path may have");
+        }
+        if socket.as_os_str().as_encoded_bytes().contains(&0) {
+            return bad("contains a NUL byte");
+        }
+        Ok(Self { socket })
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+impl TryFrom<PathBuf> for EgressProxy {
+    type Error = ProfileError;
+    fn try_from(p: PathBuf) -> Result<Self, Self::Error> {
+        Self::new(p)
+    }
+}
+
+impl From<EgressProxy> for PathBuf {
+    fn from(p: EgressProxy) -> Self {
+        p.socket
+    }
 }
 
 /// The unprivileged user the command runs as.
@@ -324,6 +430,7 @@ impl JailProfile {
             env: BTreeMap::new(),
             timeout: DEFAULT_TIMEOUT,
             limits: Limits::default(),
+            network: Network::None,
             user: JailUser::for_this_process(),
         }
     }
@@ -354,9 +461,9 @@ impl JailProfile {
         &self.limits
     }
 
-    /// The network (always none).
-    pub fn network(&self) -> Network {
-        self.network
+    /// The network.
+    pub fn network(&self) -> &Network {
+        &self.network
     }
 
     /// The user the command runs as.
@@ -373,10 +480,17 @@ pub struct JailProfileBuilder {
     env: BTreeMap<String, String>,
     timeout: Duration,
     limits: Limits,
+    network: Network,
     user: JailUser,
 }
 
 impl JailProfileBuilder {
+    /// The network (default: none).
+    pub fn network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
+    }
+
     /// The workspace (default: none).
     pub fn workspace(mut self, workspace: Workspace) -> Self {
         self.workspace = workspace;
@@ -454,7 +568,7 @@ impl JailProfileBuilder {
             env,
             timeout: self.timeout,
             limits: self.limits,
-            network: Network::None,
+            network: self.network,
             user: self.user,
         })
     }
@@ -520,6 +634,7 @@ impl TryFrom<RawProfile> for JailProfile {
             .workspace(workspace)
             .timeout(Duration::from_millis(raw.timeout_ms))
             .limits(raw.limits)
+            .network(raw.network)
             .user(raw.user);
         for (k, v) in raw.env {
             builder = builder.env(k, v);
@@ -544,7 +659,7 @@ mod tests {
             ["LANG", "PATH"],
             "only PATH and LANG (HOME/TMPDIR are added per call)"
         );
-        assert_eq!(p.network(), Network::None);
+        assert_eq!(p.network(), &Network::None);
         assert_eq!(p.workspace(), &Workspace::None);
         assert_eq!(p.limits().output_bytes.get(), 64 * 1024);
         assert_eq!(p.limits().processes.get(), 128);

@@ -166,8 +166,18 @@ fn jeq(k: u32, jt: Jump, jf: Jump) -> Op {
     }
 }
 
+/// Which socket families the filter lets `socket`/`socketpair` create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sockets {
+    /// `AF_UNIX` only (no network).
+    UnixOnly,
+    /// `AF_UNIX`, `AF_INET` and `AF_INET6`: for network egress, where the command runs in
+    /// a network namespace whose only interface is loopback.
+    UnixAndInet,
+}
+
 /// Builds the filter for this architecture.
-pub fn build_filter() -> Result<Vec<sock_filter>, SeccompError> {
+pub fn build_filter(sockets: Sockets) -> Result<Vec<sock_filter>, SeccompError> {
     use Jump::{Next, To};
     let (_, arch) = target()?;
     let mut ops = vec![
@@ -196,11 +206,23 @@ pub fn build_filter() -> Result<Vec<sock_filter>, SeccompError> {
         Op::Ret(RET_ALLOW),
         Op::Here(Label::Socket),
         Op::Load(off_arg_low(0)),
-        jeq(
-            u32::try_from(libc::AF_UNIX).unwrap_or(u32::MAX),
-            To(Label::Allow),
-            To(Label::Eperm),
-        ),
+    ]);
+    let family = |f: libc::c_int| u32::try_from(f).unwrap_or(u32::MAX);
+    match sockets {
+        Sockets::UnixOnly => {
+            ops.push(jeq(
+                family(libc::AF_UNIX),
+                To(Label::Allow),
+                To(Label::Eperm),
+            ));
+        }
+        Sockets::UnixAndInet => ops.extend([
+            jeq(family(libc::AF_UNIX), To(Label::Allow), Next),
+            jeq(family(libc::AF_INET), To(Label::Allow), Next),
+            jeq(family(libc::AF_INET6), To(Label::Allow), To(Label::Eperm)),
+        ]),
+    }
+    ops.extend([
         Op::Here(Label::Clone),
         Op::Load(off_arg_low(0)),
         Op::Jump {
@@ -339,7 +361,7 @@ mod tests {
     }
 
     fn verdict(n: libc::c_long, args: [u64; 6]) -> Verdict {
-        let prog = build_filter().unwrap();
+        let prog = build_filter(Sockets::UnixOnly).unwrap();
         let (_, arch) = target().unwrap();
         run(&prog, n as u32, arch, args)
     }
@@ -416,6 +438,39 @@ mod tests {
     }
 
     #[test]
+    fn egress_adds_inet_sockets_and_nothing_else() {
+        let prog = build_filter(Sockets::UnixAndInet).unwrap();
+        let (_, arch) = target().unwrap();
+        let v = |n: libc::c_long, family: libc::c_int| {
+            run(&prog, n as u32, arch, [family as u64, 1, 0, 0, 0, 0])
+        };
+        for family in [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6] {
+            assert_eq!(v(libc::SYS_socket, family), Verdict::Allow, "{family}");
+        }
+        for family in [
+            libc::AF_NETLINK,
+            libc::AF_PACKET,
+            libc::AF_VSOCK,
+            libc::AF_ALG,
+            0,
+            255,
+        ] {
+            assert_eq!(v(libc::SYS_socket, family), EPERM, "{family}");
+        }
+        // Everything else is the same filter.
+        assert_eq!(run(&prog, libc::SYS_ptrace as u32, arch, [0; 6]), EPERM);
+        assert_eq!(
+            run(
+                &prog,
+                libc::SYS_clone as u32,
+                arch,
+                [libc::CLONE_NEWNET as u64, 0, 0, 0, 0, 0]
+            ),
+            EPERM
+        );
+    }
+
+    #[test]
     fn only_unix_sockets() {
         for n in [libc::SYS_socket, libc::SYS_socketpair] {
             assert_eq!(
@@ -480,7 +535,7 @@ mod tests {
 
     #[test]
     fn foreign_architectures_are_killed() {
-        let prog = build_filter().unwrap();
+        let prog = build_filter(Sockets::UnixOnly).unwrap();
         const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
         for arch in [AUDIT_ARCH_I386, 0, AUDIT_ARCH_AARCH64 ^ AUDIT_ARCH_X86_64] {
             assert_eq!(
@@ -495,7 +550,7 @@ mod tests {
     fn x32_system_calls_are_refused() {
         // socket(AF_INET) and getpid through the x32 ABI.
         for n in [X32_SYSCALL_BIT | 41, X32_SYSCALL_BIT | 39, u32::MAX] {
-            let prog = build_filter().unwrap();
+            let prog = build_filter(Sockets::UnixOnly).unwrap();
             assert_eq!(run(&prog, n, AUDIT_ARCH_X86_64, [2, 1, 0, 0, 0, 0]), EPERM);
         }
     }

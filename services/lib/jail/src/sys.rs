@@ -214,3 +214,42 @@ pub fn reset_signals() -> Result<(), Errno> {
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
 }
+
+/// Brings the loopback interface of the current network namespace up
+/// (`SIOCGIFFLAGS`/`SIOCSIFFLAGS` with `IFF_UP` on `lo`); needs `CAP_NET_ADMIN` over the
+/// namespace (root, or the owner of a new user namespace).
+pub fn loopback_up() -> Result<(), Errno> {
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: `ifreq` is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = libc::c_char::from_ne_bytes([*src]);
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name and writes the flags into `req`,
+    // a live local of the type the request expects.
+    if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the union's flags member is the one SIOCGIFFLAGS just filled in.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS reads the name and flags from `req`, a live local.
+    if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// Takes ownership of a descriptor just received with `SCM_RIGHTS`.
+pub fn own_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel installed `fd` in this process for this message only; nothing
+    // else refers to it, so this is its single owner.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

@@ -67,6 +67,10 @@ pub struct Enforcement {
     pub landlock_scopes: bool,
     /// The seccomp filter installed.
     pub seccomp: bool,
+    /// The web only through the guarded proxy's relay ([`crate::Network::Egress`]);
+    /// false: no network at all.
+    #[serde(default)]
+    pub egress_relay: bool,
 }
 
 /// A step of the jail's setup, for error messages.
@@ -82,6 +86,8 @@ pub enum SetupStep {
     Process,
     /// Entering namespaces.
     Namespaces,
+    /// Network egress (loopback, the relay's socket).
+    Network,
     /// setrlimit.
     Rlimits,
     /// setgroups/setgid/setuid.
@@ -106,6 +112,7 @@ impl fmt::Display for SetupStep {
             Self::Fork => "fork",
             Self::Process => "process setup",
             Self::Namespaces => "namespaces",
+            Self::Network => "network egress",
             Self::Rlimits => "resource limits",
             Self::User => "dropping to the jail user",
             Self::Cwd => "entering the working directory",

@@ -500,6 +500,24 @@ pub struct RawExecTool {
     /// (default 120 s, 1 to 600). The request itself stays open 30 min.
     #[serde(default)]
     pub approval_timeout_seconds: Option<u32>,
+    /// What sandboxed commands (`exec`, `process`) may reach: `none` (default) or
+    /// `egress` (the web through the executor's guarded proxy, the same SSRF guard as
+    /// `web_fetch`; DMs and the operator only, never groups).
+    #[serde(default)]
+    pub network: Option<ExecNetwork>,
+    /// The only ports commands may reach through the guarded proxy (default 80 and 443).
+    #[serde(default)]
+    pub egress_ports: Option<Vec<u16>>,
+}
+
+/// `tools.exec.network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecNetwork {
+    /// No network at all.
+    None,
+    /// HTTP(S) through the guarded proxy only.
+    Egress,
 }
 
 /// `executor`.

@@ -14,7 +14,7 @@ use super::raw::{
     DmPolicy, DockerReuse, GroupPolicy, LogFormat, ProviderApi, RawConfig, RawDocker, RawEndpoint,
     RawTelegram, RawWebFetchTool, SandboxBackend,
 };
-pub use super::raw::{ExecAskMode, ExecSecurityLevel};
+pub use super::raw::{ExecAskMode, ExecNetwork, ExecSecurityLevel};
 use crate::cidr::IpCidr;
 use crate::secret::SecretRef;
 
@@ -183,6 +183,10 @@ pub struct ExecToolConfig {
     pub safe_bins: bool,
     /// How long a call waits for the owner.
     pub approval_timeout: Duration,
+    /// `network`: what sandboxed commands may reach.
+    pub network: ExecNetwork,
+    /// `egressPorts`: the ports the guarded proxy connects commands to.
+    pub egress_ports: Vec<u16>,
 }
 
 /// `tools.files`.
@@ -401,6 +405,17 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigIssue>> {
             "use 1 to 600 seconds",
         );
     }
+    let egress_ports = exec_raw
+        .egress_ports
+        .clone()
+        .unwrap_or_else(|| vec![80, 443]);
+    if egress_ports.is_empty() || egress_ports.contains(&0) {
+        issues.add(
+            "tools.exec.egressPorts",
+            format!("{egress_ports:?} is not a list of ports"),
+            "list the ports commands may reach, e.g. [80, 443]",
+        );
+    }
     let exec = ExecToolConfig {
         enabled: exec_raw.enabled.unwrap_or(true),
         timeout: Duration::from_secs(u64::from(timeout_seconds)),
@@ -411,6 +426,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigIssue>> {
         allowlist: exec_raw.allowlist.clone(),
         safe_bins: exec_raw.safe_bins.unwrap_or(true),
         approval_timeout: Duration::from_secs(u64::from(approval_timeout_seconds)),
+        network: exec_raw.network.unwrap_or(ExecNetwork::None),
+        egress_ports,
     };
     let files = FilesToolConfig {
         enabled: raw.tools.files.enabled.unwrap_or(true),
