@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the sandbox image (default tag pincer-sandbox:latest), idempotently: skips the
 # build when an image with that tag exists and was built from this Dockerfile and base
-# (label pincer.sandbox.source = sha256 of the Dockerfile and the base's name).
+# (label pincer.sandbox.source = sha256 of the Dockerfile, the egress relay and the base's
+# name).
 #
 #   bash images/sandbox/build.sh [TAG]
 #
@@ -21,7 +22,7 @@ else
   base=debian:bookworm-slim
 fi
 
-source_sum=$( { cat "$here/Dockerfile"; printf 'BASE=%s\n' "$base"; } | sha256sum | cut -d' ' -f1)
+source_sum=$( { cat "$here/Dockerfile" "$here/egress-relay.py"; printf 'BASE=%s\n' "$base"; } | sha256sum | cut -d' ' -f1)
 current=$(docker image inspect --format '{{ index .Config.Labels "pincer.sandbox.source" }}' "$tag" 2>/dev/null || true)
 if [ "$current" = "$source_sum" ]; then
   log "$tag is up to date (base $base)"

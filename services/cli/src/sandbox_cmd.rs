@@ -30,7 +30,7 @@ use pincer_jail::{
     Workspace, WorkspaceDir,
 };
 use pincer_proto::v1::{
-    Argv, ExecRequest, GrantClaims, NetworkAccess, WorkspaceAccess, exec_request,
+    Argv, ExecRequest, GrantClaims, NetworkAccess, SandboxGrant, WorkspaceAccess, exec_request,
 };
 
 use crate::CliError;
@@ -155,12 +155,6 @@ async fn exec(args: SandboxExecArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::from(EXIT_USAGE));
     }
     match args.backend {
-        Backend::Docker if args.network == NetworkArg::Egress => {
-            eprintln!(
-                "pincer: the docker backend does not relay egress for commands yet; use --backend jail for --network egress"
-            );
-            return Ok(ExitCode::from(EXIT_SANDBOX_FAILED));
-        }
         Backend::Docker => return exec_docker(args).await,
         Backend::Jail if args.image.is_some() => {
             eprintln!("pincer: --image is for --backend docker");
@@ -168,15 +162,9 @@ async fn exec(args: SandboxExecArgs) -> Result<ExitCode, CliError> {
         }
         Backend::Jail => {}
     }
-    let proxy = match args.network {
-        NetworkArg::None => None,
-        NetworkArg::Egress => match CallProxy::start(&args) {
-            Ok(proxy) => Some(proxy),
-            Err(e) => {
-                eprintln!("pincer: cannot start the egress proxy: {e}");
-                return Ok(ExitCode::from(EXIT_SANDBOX_FAILED));
-            }
-        },
+    let proxy = match CallProxy::for_args(&args) {
+        Ok(proxy) => proxy,
+        Err(code) => return Ok(code),
     };
     let network = match proxy
         .as_ref()
@@ -214,12 +202,27 @@ struct CallProxy {
 }
 
 impl CallProxy {
+    /// The call's proxy under `--network egress`, none otherwise; on failure, the exit
+    /// code (after saying why).
+    fn for_args(args: &SandboxExecArgs) -> Result<Option<Self>, ExitCode> {
+        match args.network {
+            NetworkArg::None => Ok(None),
+            NetworkArg::Egress => Self::start(args).map(Some).map_err(|e| {
+                eprintln!("pincer: cannot start the egress proxy: {e}");
+                ExitCode::from(EXIT_SANDBOX_FAILED)
+            }),
+        }
+    }
+
     fn start(args: &SandboxExecArgs) -> std::io::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("pincer-egress-")
             .tempdir()?;
         let socket = dir.path().join("proxy.sock");
         let listener = tokio::net::UnixListener::bind(&socket)?;
+        // A Docker sandbox connects as its own user through a bind of the socket itself;
+        // the directory (0700) keeps everyone else on this host out.
+        std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
         let mut builder = pincer_egress::GuardedProxy::builder();
         for net in &args.allow_network {
             builder = builder.allow_network(*net);
@@ -347,7 +350,17 @@ async fn exec_docker(args: SandboxExecArgs) -> Result<ExitCode, CliError> {
     if args.workspace.is_some() && !plan.workspace_read_only() {
         warn_if_not_owned(&workspace.agent_dir, user.uid, user.gid);
     }
-    let backend = DockerBackend::new(docker_settings(&args, user));
+    let proxy = match CallProxy::for_args(&args) {
+        Ok(proxy) => proxy,
+        Err(code) => return Ok(code),
+    };
+    let egress = match &proxy {
+        Some(p) => pincer_executor::sandbox_egress::SandboxEgress::Ready(p.socket.clone()),
+        None => pincer_executor::sandbox_egress::SandboxEgress::Unavailable(
+            "no --network egress".into(),
+        ),
+    };
+    let backend = DockerBackend::with_egress(docker_settings(&args, user), egress);
     let result = tokio::select! {
         result = backend.run(plan, workspace) => result,
         signal = interrupted() => {
@@ -486,6 +499,13 @@ fn validate_plan(
             expires_at_ms: expires,
             workspace_access: access.into(),
             network: NetworkAccess::None.into(),
+            sandbox: Some(SandboxGrant {
+                network: match args.network {
+                    NetworkArg::None => NetworkAccess::None,
+                    NetworkArg::Egress => NetworkAccess::Egress,
+                }
+                .into(),
+            }),
             ..Default::default()
         },
     );

@@ -431,3 +431,56 @@ fn an_interrupted_call_removes_its_container() {
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
     assert_eq!(ours(), 0, "the container survived the interrupt");
 }
+
+/// `--network egress` on Docker: the container's relay carries the command's proxy
+/// connections to the call's guarded proxy; without the flag there is no network.
+#[test]
+fn network_egress_goes_through_the_guarded_proxy() {
+    if !require_docker("network_egress_goes_through_the_guarded_proxy") {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let body = format!("origin saw: {}", first.trim_end());
+            let mut conn = conn;
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let fetch = "import sys, urllib.request\n\
+        try: print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())\n\
+        except OSError as e: print('ERROR', e)";
+    let url = format!("http://127.0.0.1:{port}/via-docker");
+    let p = port.to_string();
+    let o = exec(
+        &[
+            "--network",
+            "egress",
+            "--allow-network",
+            "127.0.0.1/32",
+            "--egress-port",
+            &p,
+        ],
+        &["python3", "-c", fetch, &url],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "origin saw: GET /via-docker HTTP/1.1");
+    let o = exec(&[], &["python3", "-c", fetch, &url]);
+    assert!(stdout(&o).trim().starts_with("ERROR"), "{}", stdout(&o));
+}

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::GuardError;
 use crate::listen::{Accepted, Listener};
-use crate::rules::bind::verify_on_disk;
+use crate::rules::bind::{BindKind, verify_on_disk, verify_socket_on_disk};
 use crate::rules::create::exec::{check_exec_create, check_exec_start};
 use crate::rules::endpoint::{ExecEndpoint, ExecRoute, classify_exec};
 use crate::rules::{
@@ -240,8 +240,12 @@ impl Guard {
     async fn create(&self, route: &Route, body: &[u8]) -> Result<Response<Body>, Stop> {
         let checked = check_create(&self.policy, body)?;
         if self.policy.bind_check == BindCheck::Filesystem {
-            for (field, source) in &checked.bind_sources {
-                verify_on_disk(source).map_err(|why| Refusal::BindSource {
+            for (field, source, kind) in &checked.bind_sources {
+                let on_disk = match kind {
+                    BindKind::Workspace => verify_on_disk(source),
+                    BindKind::EgressSocket => verify_socket_on_disk(source),
+                };
+                on_disk.map_err(|why| Refusal::BindSource {
                     field: field.clone(),
                     why,
                 })?;

@@ -15,7 +15,7 @@ use http::Method;
 use pincer_docker_guard::rules::create::exec::{check_exec_create, check_exec_start};
 use pincer_docker_guard::rules::endpoint::{ExecEndpoint, classify_exec};
 use pincer_docker_guard::rules::{BindCheck, Refusal, check_create, classify};
-use pincer_executor::docker::posture::{exec_config, kill_config, session_body};
+use pincer_executor::docker::posture::{Binds, exec_config, kill_config, session_body};
 use pincer_executor::{ExecLimits, ExecPlan, FixedClock, ValidatedExecPlan};
 use pincer_proto::v1::{ExecRequest, exec_request};
 use serde_json::{Value, json};
@@ -115,12 +115,17 @@ fn the_executors_exec_bodies_pass_unchanged() {
 #[test]
 fn a_session_containers_create_body_passes_unchanged() {
     let plan = plan(request("true"));
-    for read_only in [false, true] {
+    let workspace = format!("{ROOT}/main");
+    let socket = format!("{ROOT}/.egress/proxy.sock");
+    for (read_only, egress) in [(false, None), (true, None), (false, Some(socket.as_str()))] {
         let body = session_body(
             &settings(common::IMAGE),
             plan.agent_id(),
             read_only,
-            &format!("{ROOT}/main"),
+            Binds {
+                workspace: &workspace,
+                egress,
+            },
             "guard-test",
         );
         let body = serde_json::to_value(&body).unwrap();

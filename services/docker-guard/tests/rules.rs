@@ -10,7 +10,7 @@ use http::Method;
 use pincer_docker_guard::rules::{
     BindCheck, ContainerOp, Endpoint, Refusal, check_create, classify,
 };
-use pincer_executor::docker::posture::{SECCOMP_PROFILE, process_body};
+use pincer_executor::docker::posture::{Binds, SECCOMP_PROFILE, container_body, process_body};
 use serde_json::{Value, json};
 
 const ROOT: &str = "/srv/pincer/workspaces";
@@ -81,10 +81,14 @@ fn the_executors_posture_passes_unchanged() {
 
 #[test]
 fn the_executors_background_process_body_passes_unchanged() {
+    let workspace = format!("{ROOT}/main");
     let body = serde_json::to_value(process_body(
         &settings(IMAGE),
         &plan("cat"),
-        &format!("{ROOT}/main"),
+        Binds {
+            workspace: &workspace,
+            egress: None,
+        },
         "guard-test",
     ))
     .unwrap();
@@ -97,6 +101,67 @@ fn the_executors_background_process_body_passes_unchanged() {
     assert_eq!(body["HostConfig"], posture_body(ROOT)["HostConfig"]);
     let forwarded = check(&body).unwrap_or_else(|r| panic!("refused: {r}"));
     assert_eq!(forwarded, body, "the forwarded body is the checked body");
+}
+
+/// The body of a call granted network egress: the workspace plus the proxy's socket.
+fn egress_body() -> Value {
+    let workspace = format!("{ROOT}/main");
+    let socket = format!("{ROOT}/.egress/proxy.sock");
+    serde_json::to_value(container_body(
+        &settings(IMAGE),
+        &plan("true"),
+        Binds {
+            workspace: &workspace,
+            egress: Some(&socket),
+        },
+        "guard-test",
+    ))
+    .unwrap()
+}
+
+#[test]
+fn the_egress_socket_passes_only_read_only_at_its_place() {
+    let body = egress_body();
+    assert_eq!(
+        body["HostConfig"]["Mounts"][1]["Source"],
+        format!("{ROOT}/.egress/proxy.sock")
+    );
+    let forwarded = check(&body).unwrap_or_else(|r| panic!("refused: {r}"));
+    assert_eq!(forwarded, body);
+    let refused_egress = |edit: &dyn Fn(&mut Value), field: &str| {
+        let mut b = egress_body();
+        edit(&mut b);
+        let message = check(&b).expect_err("accepted").to_string();
+        assert!(message.contains(field), "{message:?} does not name {field}");
+    };
+    // Writable, or elsewhere in the container (over the workspace, over a binary).
+    refused_egress(
+        &|b| set(b, "/HostConfig/Mounts/1/ReadOnly", json!(false)),
+        "HostConfig.Mounts[1].ReadOnly",
+    );
+    refused_egress(
+        &|b| remove(b, "/HostConfig/Mounts/1/ReadOnly"),
+        "HostConfig.Mounts[1].ReadOnly",
+    );
+    for target in ["/workspace", "/usr/bin/python3", "/run/other.sock"] {
+        refused_egress(
+            &|b| set(b, "/HostConfig/Mounts/1/Target", json!(target)),
+            "HostConfig.Mounts[1].Target",
+        );
+    }
+    // Anything else under the proxy's directory, or the directory itself.
+    for source in [
+        format!("{ROOT}/.egress"),
+        format!("{ROOT}/.egress/other.sock"),
+        format!("{ROOT}/.egress/proxy.sock/x"),
+        format!("{ROOT}/.egress/../.egress/proxy.sock"),
+        "/run/pincer/.egress/proxy.sock".to_owned(),
+    ] {
+        refused_egress(
+            &|b| set(b, "/HostConfig/Mounts/1/Source", json!(source)),
+            "HostConfig.Mounts[1].Source",
+        );
+    }
 }
 
 #[test]

@@ -34,6 +34,7 @@ use tokio::sync::OnceCell;
 use crate::ExecutorError;
 use crate::plan::ValidatedExecPlan;
 use crate::sandbox::{ExecOutcome, Sandbox};
+use crate::sandbox_egress::SandboxEgress;
 use crate::workspace::{PreparedWorkspace, SandboxUser};
 
 /// Per-request timeout of the Docker client: longer than the longest call (600 s) so a
@@ -99,6 +100,8 @@ pub struct DockerBackend {
 struct Inner {
     settings: DockerSettings,
     instance_id: String,
+    /// The guarded proxy for sandboxes granted egress.
+    egress: SandboxEgress,
     client: OnceCell<Docker>,
     /// The session containers, with `reuse: PerSession`.
     sessions: Option<session::Pool>,
@@ -124,10 +127,22 @@ impl DockerBackend {
             inner: Arc::new(Inner {
                 settings,
                 instance_id: uuid::Uuid::new_v4().simple().to_string(),
+                egress: SandboxEgress::Unavailable("this executor runs no egress proxy".into()),
                 client: OnceCell::new(),
                 sessions,
             }),
         }
+    }
+
+    /// A backend whose sandboxes granted egress reach the web through `egress` (a
+    /// [`SandboxEgress`] started at `<workspace root>/.egress/proxy.sock`, or any socket
+    /// the engine can bind when `host_workspace_root` is unset). Does no I/O.
+    pub fn with_egress(settings: DockerSettings, egress: SandboxEgress) -> Self {
+        let mut backend = Self::new(settings);
+        if let Some(inner) = Arc::get_mut(&mut backend.inner) {
+            inner.egress = egress;
+        }
+        backend
     }
 
     /// The value of the `pincer.executor` label on this backend's containers.
@@ -148,13 +163,35 @@ impl DockerBackend {
             .await
     }
 
-    /// The agent's workspace as the engine sees it (the bind source of `/workspace`).
-    fn bind_source(&self, workspace: &PreparedWorkspace) -> String {
-        let source = match &self.inner.settings.host_workspace_root {
+    /// What the call's container mounts, as the engine sees it: the agent's workspace (the
+    /// bind source of `/workspace`) and, when the plan has egress, the proxy's socket —
+    /// or why egress cannot be given.
+    fn binds(
+        &self,
+        plan: &ValidatedExecPlan,
+        workspace: &PreparedWorkspace,
+    ) -> Result<CallBinds, ExecutorError> {
+        let host_root = self.inner.settings.host_workspace_root.as_ref();
+        let source = match host_root {
             Some(root) => root.join(workspace.agent_id.as_str()),
             None => workspace.agent_dir.clone(),
         };
-        source.to_string_lossy().into_owned()
+        let egress = if plan.egress() {
+            let socket = self.inner.egress.socket()?;
+            let seen = match host_root {
+                Some(root) => root
+                    .join(crate::sandbox_egress::EGRESS_DIR)
+                    .join(crate::sandbox_egress::SOCKET_NAME),
+                None => socket.to_owned(),
+            };
+            Some(seen.to_string_lossy().into_owned())
+        } else {
+            None
+        };
+        Ok(CallBinds {
+            workspace: source.to_string_lossy().into_owned(),
+            egress,
+        })
     }
 
     /// Removes every sandbox container (label `pincer.sandbox=1`), e.g. leftovers of a crash.
@@ -176,16 +213,20 @@ impl DockerBackend {
     }
 }
 
-/// Network egress for commands is relayed by the jail only: a Docker sandbox has no
-/// network at all, so a call whose grant gives egress is refused rather than run without
-/// what it was granted.
-pub(crate) fn refuse_egress(plan: &ValidatedExecPlan) -> Result<(), ExecutorError> {
-    if plan.egress() {
-        return Err(ExecutorError::SandboxEgressUnavailable(
-            "the docker backend does not relay egress for commands yet; use executor.backend \"jail\" or set tools.exec.network to \"none\"".into(),
-        ));
+/// [`posture::Binds`], owned.
+#[derive(Debug, Clone)]
+pub(crate) struct CallBinds {
+    workspace: String,
+    egress: Option<String>,
+}
+
+impl CallBinds {
+    fn as_binds(&self) -> posture::Binds<'_> {
+        posture::Binds {
+            workspace: &self.workspace,
+            egress: self.egress.as_deref(),
+        }
     }
-    Ok(())
 }
 
 impl Sandbox for DockerBackend {
@@ -194,10 +235,9 @@ impl Sandbox for DockerBackend {
         plan: ValidatedExecPlan,
         workspace: PreparedWorkspace,
     ) -> Result<ExecOutcome, ExecutorError> {
-        refuse_egress(&plan)?;
+        let binds = self.binds(&plan, &workspace)?;
         let docker = self.client().await?;
         let settings = &self.inner.settings;
-        let bind_source = self.bind_source(&workspace);
         // The executor's own calls (no session) always get a throwaway container.
         if let Some(sessions) = self.inner.sessions.as_ref()
             && !plan.session_key().is_empty()
@@ -207,7 +247,7 @@ impl Sandbox for DockerBackend {
                 settings,
                 instance_id: &self.inner.instance_id,
                 plan: &plan,
-                bind_source: &bind_source,
+                binds: binds.as_binds(),
             };
             if let Some(outcome) = sessions.run(call).await {
                 return outcome;
@@ -222,7 +262,7 @@ impl Sandbox for DockerBackend {
             settings,
             &self.inner.instance_id,
             &plan,
-            &bind_source,
+            binds.as_binds(),
         )
         .await
     }

@@ -2,8 +2,10 @@
 //! `sandbox.network` is `EGRESS`: `pincer_egress::GuardedProxy` (the SSRF guard of
 //! `web_fetch`, with `tools.webFetch.allowNetworks`, to `tools.exec.egressPorts`) on a
 //! UNIX socket in
-//! `<workspace root>/.egress/` (0700, the executor's own). The jail's helper relays the
-//! command's `HTTP(S)_PROXY` connections to it (`pincer_jail::Network::Egress`).
+//! `<workspace root>/.egress/` (0700, the executor's own; the socket 0666 inside it). The
+//! jail's helper relays the command's `HTTP(S)_PROXY` connections to it
+//! (`pincer_jail::Network::Egress`); a Docker sandbox gets the socket bind-mounted
+//! read-only and a relay of the sandbox image carries them (docs/sandbox.md).
 //!
 //! Agent ids never start with a dot, so no workspace can be that directory.
 
@@ -120,6 +122,11 @@ fn bind(workspace_root: &Path) -> Result<(PathBuf, tokio::net::UnixListener), St
     }
     let listener = tokio::net::UnixListener::bind(&path)
         .map_err(|e| format!("listening on {}: {e}", path.display()))?;
+    // Connecting needs write permission on the socket. The directory (0700) keeps
+    // everyone on this host out; a Docker sandbox gets the socket itself bind-mounted and
+    // connects as the sandbox user.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((path, listener))
 }
 

@@ -189,13 +189,27 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ExecutorError> {
-    match settings.backend {
+    // The guarded proxy of sandboxes granted egress (either backend).
+    let egress_tasks = TaskTracker::new();
+    let egress_stop = CancellationToken::new();
+    let egress = SandboxEgress::start(
+        &settings.workspace_root,
+        &settings.tools.web_fetch,
+        &settings.exec.egress_ports,
+        settings.tools.web_dialer.clone(),
+        &egress_tasks,
+        egress_stop.clone(),
+    );
+    let served = match settings.backend {
         SandboxBackend::Docker => {
-            let backend = Arc::new(DockerBackend::new(DockerSettings::from_config(
-                &settings.docker,
-                &settings.exec,
-                settings.sandbox_user,
-            )));
+            let backend = Arc::new(DockerBackend::with_egress(
+                DockerSettings::from_config(
+                    &settings.docker,
+                    &settings.exec,
+                    settings.sandbox_user,
+                ),
+                egress,
+            ));
             if let Err(e) = backend.reap_leftovers().await {
                 tracing::warn!(error = %e, "cannot reach Docker at start; calls will fail with Unavailable until it is up");
             }
@@ -217,16 +231,6 @@ pub async fn serve(
             served
         }
         SandboxBackend::Jail => {
-            let egress_tasks = TaskTracker::new();
-            let egress_stop = CancellationToken::new();
-            let egress = SandboxEgress::start(
-                &settings.workspace_root,
-                &settings.tools.web_fetch,
-                &settings.exec.egress_ports,
-                settings.tools.web_dialer.clone(),
-                &egress_tasks,
-                egress_stop.clone(),
-            );
             let backend = Arc::new(
                 JailBackend::new(
                     settings.jail_helper.clone(),
@@ -237,14 +241,14 @@ pub async fn serve(
             );
             tracing::info!("sandbox backend: jail");
             let processes = Processes::new(Arc::clone(&backend) as Arc<dyn SpawnBackground>);
-            let served = serve_with(backend, Some(processes), settings, listener, shutdown).await;
-            // Calls are done: the proxy goes last.
-            egress_stop.cancel();
-            egress_tasks.close();
-            egress_tasks.wait().await;
-            served
+            serve_with(backend, Some(processes), settings, listener, shutdown).await
         }
-    }
+    };
+    // Calls are done: the proxy goes last.
+    egress_stop.cancel();
+    egress_tasks.close();
+    egress_tasks.wait().await;
+    served
 }
 
 async fn serve_with<B: Sandbox>(

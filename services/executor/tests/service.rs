@@ -482,15 +482,20 @@ fn python_request(code: &str, network: pincer_proto::v1::NetworkAccess) -> ExecR
     }
 }
 
-/// Commands granted egress reach the web through the executor's guarded proxy and through
-/// nothing else; without the grant they reach nothing. The guard re-allows 127.0.0.1 for
-/// the test origin and dials only loopback, so a blocked address could never be dialled.
-#[tokio::test]
-async fn jail_commands_reach_the_web_only_through_the_guard() {
+/// What a command granted egress can and cannot reach, the same on both backends: the
+/// loopback origin through the guarded proxy (which re-allows 127.0.0.1 for it and dials
+/// only loopback, so a blocked address could never be dialled), a private address
+/// refused by the proxy with its rule, no route anywhere directly, and nothing at all
+/// without the grant.
+async fn egress_battery(
+    backend: pincer_runtime::config::raw::SandboxBackend,
+    reuse: pincer_runtime::config::validate::ContainerReuse,
+) {
     use pincer_proto::v1::NetworkAccess;
     let (port, seen) = origin().await;
     let server = start(|s| {
-        s.backend = pincer_runtime::config::raw::SandboxBackend::Jail;
+        s.backend = backend;
+        s.docker.reuse = reuse;
         s.tools.web_fetch.allow_networks = vec!["127.0.0.1/32".parse().unwrap()];
         s.tools.web_dialer = Some(Arc::new(pincer_egress::LoopbackOnlyDialer));
         s.exec.egress_ports = vec![80, 443, port];
@@ -504,73 +509,104 @@ async fn jail_commands_reach_the_web_only_through_the_guard() {
              except OSError as e: print('ERROR', e)"
         )
     };
-    let text = |r: &ExecResponse| String::from_utf8_lossy(&r.stdout).trim().to_owned();
+    let run = |code: String, network| {
+        let addr = server.addr;
+        async move {
+            let r = call(addr, Some(AGENT_SECRET), python_request(&code, network))
+                .await
+                .unwrap();
+            let out = String::from_utf8_lossy(&r.stdout).trim().to_owned();
+            (out, String::from_utf8_lossy(&r.stderr).into_owned())
+        }
+    };
 
-    let through = call(
-        server.addr,
-        Some(AGENT_SECRET),
-        python_request(
-            &fetch(format!("http://127.0.0.1:{port}/hello?x=1")),
-            NetworkAccess::Egress,
-        ),
+    let (out, err) = run(
+        fetch(format!("http://127.0.0.1:{port}/hello?x=1")),
+        NetworkAccess::Egress,
     )
-    .await
-    .unwrap();
-    assert_eq!(
-        text(&through),
-        "origin saw: GET /hello?x=1 HTTP/1.1",
-        "{}",
-        String::from_utf8_lossy(&through.stderr)
-    );
+    .await;
+    assert_eq!(out, "origin saw: GET /hello?x=1 HTTP/1.1", "{err}");
     assert_eq!(seen.lock().unwrap().len(), 1);
 
     // A private address the guard does not re-allow: refused by the proxy with its rule.
-    let blocked = call(
-        server.addr,
-        Some(AGENT_SECRET),
-        python_request(&fetch("http://10.20.30.40/".into()), NetworkAccess::Egress),
-    )
-    .await
-    .unwrap();
-    let t = text(&blocked);
-    assert!(t.starts_with("403 "), "{t}");
-    assert!(t.contains("10.20.30.40"), "{t}");
+    let (out, _) = run(fetch("http://10.20.30.40/".into()), NetworkAccess::Egress).await;
+    assert!(out.starts_with("403 "), "{out}");
+    assert!(out.contains("10.20.30.40"), "{out}");
 
-    // Without egress in the grant there is no proxy and no socket.
-    let none = call(
-        server.addr,
-        Some(AGENT_SECRET),
-        python_request(
-            &fetch(format!("http://127.0.0.1:{port}/again")),
-            NetworkAccess::None,
-        ),
-    )
-    .await
-    .unwrap();
-    let t = text(&none);
-    assert!(
-        t.starts_with("ERROR") && t.contains("Operation not permitted"),
-        "{t}"
+    // Around the proxy: the sandbox has only loopback, so there is no route to any other
+    // address (the kernel answers at once; no packet exists), and the host's loopback
+    // origin is not the sandbox's loopback.
+    let probe = format!(
+        "import socket, errno\n\
+         for host, p in [('172.17.0.1', 80), ('10.20.30.40', 80), ('127.0.0.1', {port})]:\n\
+         \x20 s = socket.socket(); s.settimeout(3)\n\
+         \x20 try: s.connect((host, p)); print(host, 'CONNECTED')\n\
+         \x20 except OSError as e: print(host, errno.errorcode.get(e.errno, e))"
     );
-    assert_eq!(seen.lock().unwrap().len(), 1, "the origin saw nothing more");
-
-    // The Docker backend refuses egress rather than running without it.
-    server.stop().await;
-    let docker = start(|_| {}).await;
-    let refused = call(
-        docker.addr,
-        Some(AGENT_SECRET),
-        python_request("print(1)", NetworkAccess::Egress),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let (out, err) = run(probe, NetworkAccess::Egress).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out} {err}");
+    for line in &lines[..2] {
+        assert!(
+            line.ends_with("ENETUNREACH") || line.ends_with("EACCES"),
+            "{line}"
+        );
+    }
     assert!(
-        refused
-            .message()
-            .contains("docker backend does not relay egress"),
+        lines[2].ends_with("ECONNREFUSED") || lines[2].ends_with("EACCES"),
         "{}",
-        refused.message()
+        lines[2]
     );
-    docker.stop().await;
+
+    // Without egress in the grant there is no proxy and no network.
+    let (out, _) = run(
+        fetch(format!("http://127.0.0.1:{port}/again")),
+        NetworkAccess::None,
+    )
+    .await;
+    assert!(out.starts_with("ERROR"), "{out}");
+    assert_eq!(seen.lock().unwrap().len(), 1, "the origin saw nothing more");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn jail_commands_reach_the_web_only_through_the_guard() {
+    egress_battery(
+        pincer_runtime::config::raw::SandboxBackend::Jail,
+        pincer_runtime::config::validate::ContainerReuse::PerCall,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn docker_commands_reach_the_web_only_through_the_guard() {
+    let _exclusive = REAP_LOCK.write().await;
+    let Some(()) = require_docker("docker_commands_reach_the_web_only_through_the_guard").await
+    else {
+        return;
+    };
+    egress_battery(
+        pincer_runtime::config::raw::SandboxBackend::Docker,
+        pincer_runtime::config::validate::ContainerReuse::PerCall,
+    )
+    .await;
+}
+
+/// The same with a container per session: the session's container runs the relay, and a
+/// call without egress gets a container of its own (without the relay).
+#[tokio::test]
+async fn docker_session_commands_reach_the_web_only_through_the_guard() {
+    let _exclusive = REAP_LOCK.write().await;
+    let Some(()) =
+        require_docker("docker_session_commands_reach_the_web_only_through_the_guard").await
+    else {
+        return;
+    };
+    egress_battery(
+        pincer_runtime::config::raw::SandboxBackend::Docker,
+        pincer_runtime::config::validate::ContainerReuse::PerSession {
+            idle: Duration::from_secs(60),
+        },
+    )
+    .await;
 }

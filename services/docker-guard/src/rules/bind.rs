@@ -7,6 +7,11 @@
 //! itself, so they cannot plant a link there. Whoever can write the root (the executor)
 //! could; with [`BindCheck::Filesystem`] the guard also checks on disk that the source is a
 //! real directory, not a link (see `verify_on_disk`).
+//!
+//! One other source exists: the executor's guarded egress proxy, `<root>/.egress/proxy.sock`
+//! (a directory sandboxes never see either), mounted **read-only** at exactly
+//! [`EGRESS_TARGET`] for sandboxes granted network egress; on disk it must be a socket,
+//! not a link.
 
 use std::path::Path;
 
@@ -18,6 +23,21 @@ pub enum BindCheck {
     Filesystem,
     /// Textually only (the guard cannot see the workspace root).
     Text,
+}
+
+/// Where a sandbox granted egress finds the proxy's socket (the executor's
+/// `posture::EGRESS_SOCKET_MOUNT`).
+pub const EGRESS_TARGET: &str = "/run/pincer-egress.sock";
+/// The proxy's socket under the workspace root.
+const EGRESS_SOCKET: &str = ".egress/proxy.sock";
+
+/// What an accepted bind source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindKind {
+    /// `<root>/<agent-id>`: a workspace directory.
+    Workspace,
+    /// `<root>/.egress/proxy.sock`: the guarded proxy's socket.
+    EgressSocket,
 }
 
 /// The longest agent id (the executor's `AgentId`).
@@ -41,6 +61,11 @@ impl WorkspaceRoot {
     /// The path.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The guarded proxy's socket, `<root>/.egress/proxy.sock`.
+    pub fn egress_socket(&self) -> String {
+        format!("{}/{EGRESS_SOCKET}", self.0)
     }
 
     /// Checks `source` textually: exactly `<root>/<agent-id>`.
@@ -113,6 +138,27 @@ pub fn verify_on_disk(source: &str) -> Result<(), String> {
     }
     if !meta.is_dir() {
         return Err(format!("{source:?} is not a directory"));
+    }
+    let canonical =
+        std::fs::canonicalize(path).map_err(|e| format!("{source:?} cannot be resolved: {e}"))?;
+    if canonical != path {
+        return Err(format!(
+            "{source:?} resolves to {} (a symbolic link on the way)",
+            canonical.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The file-system half of [`BindCheck::Filesystem`] for the proxy's socket: a socket,
+/// not a link, at its canonical path.
+pub fn verify_socket_on_disk(source: &str) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let path = Path::new(source);
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| format!("{source:?} cannot be inspected: {e}"))?;
+    if !meta.file_type().is_socket() {
+        return Err(format!("{source:?} is not a socket"));
     }
     let canonical =
         std::fs::canonicalize(path).map_err(|e| format!("{source:?} cannot be resolved: {e}"))?;
@@ -201,5 +247,31 @@ mod tests {
         ] {
             assert!(check_target(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_egress_socket_must_be_a_real_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        let socket = base.join("proxy.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        assert_eq!(verify_socket_on_disk(socket.to_str().unwrap()), Ok(()));
+        let link = base.join("link.sock");
+        std::os::unix::fs::symlink(&socket, &link).unwrap();
+        let file = base.join("file.sock");
+        std::fs::write(&file, "x").unwrap();
+        for (path, why) in [
+            (&link, "is not a socket"),
+            (&file, "is not a socket"),
+            (&base, "is not a socket"),
+        ] {
+            let e = verify_socket_on_disk(path.to_str().unwrap()).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        assert!(
+            verify_socket_on_disk(base.join("absent").to_str().unwrap())
+                .unwrap_err()
+                .contains("cannot be inspected")
+        );
     }
 }

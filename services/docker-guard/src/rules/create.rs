@@ -14,7 +14,7 @@ pub mod exec;
 
 use serde_json::{Map, Value};
 
-use super::bind::{check_normal_absolute, check_target};
+use super::bind::{BindKind, EGRESS_TARGET, check_normal_absolute, check_target};
 use super::json::{Fields, is_empty, is_zero_scalar, parse_strict};
 use super::{Policy, Refusal, SANDBOX_LABEL, SANDBOX_LABEL_VALUE};
 
@@ -23,8 +23,9 @@ use super::{Policy, Refusal, SANDBOX_LABEL, SANDBOX_LABEL_VALUE};
 pub struct CheckedCreate {
     /// The body to send to the engine (the checked value, re-serialised).
     pub body: Vec<u8>,
-    /// Bind mount sources, for the file-system check (textually checked already).
-    pub bind_sources: Vec<(String, String)>,
+    /// Bind mount sources (field, source, kind), for the file-system check (textually
+    /// checked already).
+    pub bind_sources: Vec<(String, String, BindKind)>,
 }
 
 /// What a field must hold.
@@ -244,7 +245,7 @@ const QUOTED_OPTION_CHARS: usize = 64;
 /// What the checks collect on the way.
 struct Context<'a> {
     policy: &'a Policy,
-    bind_sources: Vec<(String, String)>,
+    bind_sources: Vec<(String, String, BindKind)>,
 }
 
 /// Checks a create body against the posture.
@@ -579,10 +580,28 @@ fn check_mount(
             let source_field = format!("{field}.Source");
             check_normal_absolute(source)
                 .map_err(|why| Refusal::field(&source_field, format!("{source:?} {why}")))?;
-            cx.policy
-                .workspace_root
-                .check_source(source)
-                .map_err(|why| Refusal::field(&source_field, why))?;
+            let kind = if source == cx.policy.workspace_root.egress_socket() {
+                // The proxy's socket: read-only, at its one place, nothing else.
+                if target != EGRESS_TARGET {
+                    return Err(Refusal::field(
+                        format!("{field}.Target"),
+                        format!("the egress proxy's socket may only be mounted at {EGRESS_TARGET}"),
+                    ));
+                }
+                if fields.get("ReadOnly") != Some(&Value::Bool(true)) {
+                    return Err(Refusal::field(
+                        format!("{field}.ReadOnly"),
+                        "must be true for the egress proxy's socket",
+                    ));
+                }
+                BindKind::EgressSocket
+            } else {
+                cx.policy
+                    .workspace_root
+                    .check_source(source)
+                    .map_err(|why| Refusal::field(&source_field, why))?;
+                BindKind::Workspace
+            };
             options("BindOptions", BIND_OPTIONS, cx)?;
             if fields.get("TmpfsOptions").is_some_and(|v| !is_empty(v)) {
                 return Err(Refusal::field(
@@ -590,7 +609,8 @@ fn check_mount(
                     "must be empty on a bind mount",
                 ));
             }
-            cx.bind_sources.push((source_field, source.to_owned()));
+            cx.bind_sources
+                .push((source_field, source.to_owned(), kind));
         }
         "tmpfs" => {
             if !source.is_empty() {

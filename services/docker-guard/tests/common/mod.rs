@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use pincer_docker_guard::rules::{BindCheck, Policy, WorkspaceRoot};
 use pincer_docker_guard::{GuardConfig, ListenAddr, Listener};
-use pincer_executor::docker::posture::container_body;
+use pincer_executor::docker::posture::{Binds, container_body};
 use pincer_executor::{
     DockerSettings, ExecLimits, ExecPlan, FixedClock, SandboxUser, ValidatedExecPlan,
 };
@@ -80,10 +80,14 @@ pub fn plan_with_timeout(shell: &str, timeout_ms: u32) -> ValidatedExecPlan {
 /// The create body the executor sends (built by its own posture code, serialised the way
 /// bollard does), for agent `main` under `root`.
 pub fn posture_body(root: &str) -> Value {
+    let workspace = format!("{root}/main");
     let body = container_body(
         &settings(IMAGE),
         &plan("true"),
-        &format!("{root}/main"),
+        Binds {
+            workspace: &workspace,
+            egress: None,
+        },
         "guard-test",
     );
     serde_json::to_value(&body).unwrap()

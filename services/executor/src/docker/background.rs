@@ -68,15 +68,14 @@ impl SpawnBackground for DockerBackend {
         workspace: &PreparedWorkspace,
         wake: Arc<Notify>,
     ) -> Result<Box<dyn BackgroundProcess>, ExecutorError> {
-        super::refuse_egress(plan)?;
         let rt = Handle::try_current()
             .map_err(|_| ExecutorError::DockerProtocol("no runtime to start the process on"))?;
+        let binds = self.binds(plan, workspace)?;
         let backend = self.clone();
         let plan = plan.clone();
-        let bind_source = self.bind_source(workspace);
         let process = on_runtime(&rt, async move {
             let docker = backend.client().await?.clone();
-            start(backend, docker, plan, bind_source, wake).await
+            start(backend, docker, plan, binds, wake).await
         })??;
         Ok(Box::new(DockerBackground {
             rt,
@@ -128,13 +127,13 @@ async fn start(
     backend: DockerBackend,
     docker: Docker,
     plan: ValidatedExecPlan,
-    bind_source: String,
+    binds: super::CallBinds,
     wake: Arc<Notify>,
 ) -> Result<(Arc<Shared>, StdinSlot), ExecutorError> {
     let settings = backend.settings();
     ensure_image(&docker, settings).await?;
     let name = format!("pincer-proc-{}", uuid::Uuid::new_v4().simple());
-    let body = posture::process_body(settings, &plan, &bind_source, backend.instance_id());
+    let body = posture::process_body(settings, &plan, binds.as_binds(), backend.instance_id());
     let created = docker
         .create_container(
             Some(CreateContainerOptions {

@@ -44,6 +44,42 @@ pub const SANDBOX_ENV: [&str; 3] = [
     "LANG=C.UTF-8",
 ];
 
+/// Where a sandbox granted network egress finds the executor's guarded proxy: its UNIX
+/// socket, bind-mounted read-only (the only bind besides the workspace).
+pub const EGRESS_SOCKET_MOUNT: &str = "/run/pincer-egress.sock";
+/// The relay in the sandbox image (`images/sandbox/egress-relay.py`): listens on
+/// 127.0.0.1:3128 in the container's network namespace (loopback only), carries each
+/// connection to [`EGRESS_SOCKET_MOUNT`], and executes the command.
+pub const EGRESS_RELAY: &str = "/usr/local/libexec/pincer-egress-relay";
+/// The proxy URL a sandbox granted egress gets.
+pub const EGRESS_PROXY_URL: &str = "http://127.0.0.1:3128";
+/// The variables set to [`EGRESS_PROXY_URL`] (the executor never lets a caller set them).
+pub const PROXY_ENV: [&str; 6] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// The sandbox's own environment: [`SANDBOX_ENV`], plus the proxy variables when the
+/// sandbox has egress.
+fn own_env(egress: bool) -> impl Iterator<Item = String> {
+    let proxy = PROXY_ENV
+        .iter()
+        .filter(move |_| egress)
+        .map(|k| format!("{k}={EGRESS_PROXY_URL}"));
+    SANDBOX_ENV.iter().map(|s| (*s).to_owned()).chain(proxy)
+}
+
+/// The command a container runs: under the relay when the sandbox has egress.
+fn under_relay(argv: &[String], egress: bool) -> Vec<String> {
+    let relay = [EGRESS_RELAY, "--"].map(str::to_owned);
+    let prefix = if egress { &relay[..] } else { &[] };
+    prefix.iter().chain(argv).cloned().collect()
+}
+
 /// `HostConfig.SecurityOpt`: no new privileges, and Pincer's seccomp profile.
 pub fn security_opts() -> Vec<String> {
     vec![
@@ -52,26 +88,34 @@ pub fn security_opts() -> Vec<String> {
     ]
 }
 
-/// The create body for one call. `bind_source` is the agent's workspace as the Docker
-/// engine sees it.
+/// What a container mounts, as the Docker engine sees it: the agent's workspace and, for
+/// a sandbox granted egress, the guarded proxy's socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Binds<'a> {
+    /// The agent's workspace directory.
+    pub workspace: &'a str,
+    /// The proxy's socket; `Some` exactly when the sandbox has egress.
+    pub egress: Option<&'a str>,
+}
+
+/// The create body for one call.
 pub fn container_body(
     settings: &DockerSettings,
     plan: &ValidatedExecPlan,
-    bind_source: &str,
+    binds: Binds<'_>,
     instance_id: &str,
 ) -> ContainerCreateBody {
+    let egress = binds.egress.is_some();
     ContainerCreateBody {
         image: Some(settings.image.clone()),
-        cmd: Some(plan.argv().to_vec()),
+        cmd: Some(under_relay(plan.argv(), egress)),
         // The image's entrypoint never wraps the command.
         entrypoint: Some(vec![]),
         user: Some(settings.user.docker_user()),
         working_dir: Some(plan.cwd().under(WORKSPACE_MOUNT)),
         // Ours first; the plan's extra variables were checked not to touch ours.
         env: Some(
-            SANDBOX_ENV
-                .iter()
-                .map(|s| (*s).to_owned())
+            own_env(egress)
                 .chain(plan.env().iter().map(|(k, v)| format!("{k}={v}")))
                 .collect(),
         ),
@@ -82,11 +126,7 @@ pub fn container_body(
         attach_stderr: Some(true),
         open_stdin: Some(false),
         tty: Some(false),
-        host_config: Some(host_config(
-            settings,
-            bind_source,
-            plan.workspace_read_only(),
-        )),
+        host_config: Some(host_config(settings, binds, plan.workspace_read_only())),
         ..Default::default()
     }
 }
@@ -102,10 +142,10 @@ pub const PROCESS_LABEL: &str = "pincer.process";
 pub fn process_body(
     settings: &DockerSettings,
     plan: &ValidatedExecPlan,
-    bind_source: &str,
+    binds: Binds<'_>,
     instance_id: &str,
 ) -> ContainerCreateBody {
-    let mut body = container_body(settings, plan, bind_source, instance_id);
+    let mut body = container_body(settings, plan, binds, instance_id);
     if let Some(labels) = body.labels.as_mut() {
         labels.insert(PROCESS_LABEL.to_owned(), "1".to_owned());
     }
@@ -127,8 +167,9 @@ fn labels(instance_id: &str, agent: &AgentId) -> HashMap<String, String> {
 }
 
 /// The host config of every sandbox container, throwaway or per session: only the
-/// workspace's bind source and its access differ between containers.
-pub fn host_config(settings: &DockerSettings, bind_source: &str, read_only: bool) -> HostConfig {
+/// workspace's bind source and its access, and the proxy socket of a sandbox granted
+/// egress, differ between containers.
+pub fn host_config(settings: &DockerSettings, binds: Binds<'_>, read_only: bool) -> HostConfig {
     let ulimit = |name: &str, value: i64| ResourcesUlimits {
         name: Some(name.to_owned()),
         soft: Some(value),
@@ -154,17 +195,15 @@ pub fn host_config(settings: &DockerSettings, bind_source: &str, read_only: bool
             ulimit("fsize", clamp(FILE_SIZE_LIMIT)),
         ]),
         ipc_mode: Some("private".to_owned()),
-        mounts: Some(vec![Mount {
-            target: Some(WORKSPACE_MOUNT.to_owned()),
-            source: Some(bind_source.to_owned()),
-            typ: Some(MountTypeEnum::BIND),
-            read_only: Some(read_only),
-            bind_options: Some(MountBindOptions {
-                propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+        mounts: Some(
+            std::iter::once(bind(WORKSPACE_MOUNT, binds.workspace, read_only))
+                .chain(
+                    binds
+                        .egress
+                        .map(|socket| bind(EGRESS_SOCKET_MOUNT, socket, true)),
+                )
+                .collect(),
+        ),
         // Output is streamed to the executor; nothing is kept in the engine's logs.
         log_config: Some(HostConfigLogConfig {
             typ: Some("none".to_owned()),
@@ -178,6 +217,21 @@ pub fn host_config(settings: &DockerSettings, bind_source: &str, read_only: bool
         // SIGXFSZ at the file-size cap), a death by signal N reads as 128+N, and orphans are
         // reaped instead of filling the pids limit as zombies.
         init: Some(true),
+        ..Default::default()
+    }
+}
+
+/// A private bind mount of `source` (as the engine sees it) at `target`.
+fn bind(target: &str, source: &str, read_only: bool) -> Mount {
+    Mount {
+        target: Some(target.to_owned()),
+        source: Some(source.to_owned()),
+        typ: Some(MountTypeEnum::BIND),
+        read_only: Some(read_only),
+        bind_options: Some(MountBindOptions {
+            propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -197,18 +251,22 @@ pub fn session_body(
     settings: &DockerSettings,
     agent: &AgentId,
     read_only: bool,
-    bind_source: &str,
+    binds: Binds<'_>,
     instance_id: &str,
 ) -> ContainerCreateBody {
     let mut labels = labels(instance_id, agent);
     labels.insert(REUSE_LABEL.to_owned(), SESSION_REUSE.to_owned());
+    let egress = binds.egress.is_some();
     ContainerCreateBody {
         image: Some(settings.image.clone()),
-        cmd: Some(SESSION_IDLE_COMMAND.map(str::to_owned).to_vec()),
+        cmd: Some(under_relay(
+            &SESSION_IDLE_COMMAND.map(str::to_owned),
+            egress,
+        )),
         entrypoint: Some(vec![]),
         user: Some(settings.user.docker_user()),
         working_dir: Some(WORKSPACE_MOUNT.to_owned()),
-        env: Some(SANDBOX_ENV.map(str::to_owned).to_vec()),
+        env: Some(own_env(egress).collect()),
         labels: Some(labels),
         network_disabled: Some(true),
         attach_stdin: Some(false),
@@ -216,7 +274,7 @@ pub fn session_body(
         attach_stderr: Some(false),
         open_stdin: Some(false),
         tty: Some(false),
-        host_config: Some(host_config(settings, bind_source, read_only)),
+        host_config: Some(host_config(settings, binds, read_only)),
         ..Default::default()
     }
 }
@@ -312,6 +370,56 @@ mod tests {
     use crate::plan::{ExecLimits, ExecPlan};
     use crate::workspace::SandboxUser;
 
+    const WS: Binds<'static> = Binds {
+        workspace: "/srv/ws/main",
+        egress: None,
+    };
+
+    #[test]
+    fn egress_adds_the_relay_the_socket_and_the_proxy_variables_only() {
+        let plan = plan();
+        let binds = Binds {
+            egress: Some("/srv/ws/.egress/proxy.sock"),
+            ..WS
+        };
+        let plain = container_body(&settings(), &plan, WS, "inst-1");
+        let body = container_body(&settings(), &plan, binds, "inst-1");
+        assert_eq!(
+            body.cmd.unwrap(),
+            [EGRESS_RELAY, "--", "/bin/sh", "-c", "echo hi"]
+        );
+        let env = body.env.unwrap();
+        assert_eq!(env[..3], SANDBOX_ENV.map(str::to_owned));
+        for k in PROXY_ENV {
+            assert!(env.contains(&format!("{k}=http://127.0.0.1:3128")), "{k}");
+        }
+        let (hc, plain_hc) = (body.host_config.unwrap(), plain.host_config.unwrap());
+        let mounts = hc.mounts.clone().unwrap();
+        assert_eq!(mounts.len(), 2);
+        assert_eq!(mounts[0], plain_hc.mounts.clone().unwrap()[0]);
+        assert_eq!(
+            mounts[1].source.as_deref(),
+            Some("/srv/ws/.egress/proxy.sock")
+        );
+        assert_eq!(mounts[1].target.as_deref(), Some(EGRESS_SOCKET_MOUNT));
+        assert_eq!(mounts[1].read_only, Some(true));
+        // Everything else is the posture without egress: still no network.
+        assert_eq!(
+            HostConfig { mounts: None, ..hc },
+            HostConfig {
+                mounts: None,
+                ..plain_hc
+            }
+        );
+        assert_eq!(body.network_disabled, Some(true));
+        let session = session_body(&settings(), plan.agent_id(), false, binds, "inst-1");
+        assert_eq!(
+            session.cmd.unwrap(),
+            [EGRESS_RELAY, "--", "sleep", "infinity"]
+        );
+        assert_eq!(session.env.unwrap().len(), 3 + PROXY_ENV.len());
+    }
+
     fn settings() -> DockerSettings {
         DockerSettings {
             host: None,
@@ -350,7 +458,7 @@ mod tests {
 
     #[test]
     fn posture_matches_security_md() {
-        let body = container_body(&settings(), &plan(), "/srv/ws/main", "inst-1");
+        let body = container_body(&settings(), &plan(), WS, "inst-1");
         let hc = body.host_config.clone().unwrap();
         assert_eq!(hc.network_mode.as_deref(), Some("none"));
         assert_eq!(hc.readonly_rootfs, Some(true));
@@ -418,7 +526,7 @@ mod tests {
                 &FixedClock(0),
             )
             .unwrap();
-        let body = container_body(&settings(), &plan, "/srv/ws/main", "inst-1");
+        let body = container_body(&settings(), &plan, WS, "inst-1");
         let env = body.env.unwrap();
         assert_eq!(env[..3], SANDBOX_ENV.map(str::to_owned));
         assert_eq!(env[3..], ["GREETING=hello world".to_owned()]);
@@ -427,14 +535,8 @@ mod tests {
     #[test]
     fn a_session_container_has_the_posture_of_a_call_container() {
         let plan = plan();
-        let call = container_body(&settings(), &plan, "/srv/ws/main", "inst-1");
-        let session = session_body(
-            &settings(),
-            plan.agent_id(),
-            false,
-            "/srv/ws/main",
-            "inst-1",
-        );
+        let call = container_body(&settings(), &plan, WS, "inst-1");
+        let session = session_body(&settings(), plan.agent_id(), false, WS, "inst-1");
         assert_eq!(session.host_config, call.host_config);
         assert_eq!(session.image, call.image);
         assert_eq!(session.user, call.user);
@@ -449,7 +551,7 @@ mod tests {
         assert_eq!(labels, expected);
 
         // The workspace access is the session container's own, as for a call.
-        let ro = session_body(&settings(), plan.agent_id(), true, "/srv/ws/main", "inst-1");
+        let ro = session_body(&settings(), plan.agent_id(), true, WS, "inst-1");
         let mounts = ro.host_config.unwrap().mounts.unwrap();
         assert_eq!(mounts[0].read_only, Some(true));
     }

@@ -27,17 +27,17 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 pub(super) type OutputStream =
     Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
-/// Runs `plan` in a new container whose workspace bind source is `bind_source`.
+/// Runs `plan` in a new container mounting `binds`.
 pub(super) async fn run_container(
     docker: &Docker,
     settings: &DockerSettings,
     instance_id: &str,
     plan: &ValidatedExecPlan,
-    bind_source: &str,
+    binds: posture::Binds<'_>,
 ) -> Result<ExecOutcome, ExecutorError> {
     ensure_image(docker, settings).await?;
     let name = format!("pincer-sbx-{}", uuid::Uuid::new_v4().simple());
-    let body = posture::container_body(settings, plan, bind_source, instance_id);
+    let body = posture::container_body(settings, plan, binds, instance_id);
     let created = docker
         .create_container(
             Some(CreateContainerOptions {

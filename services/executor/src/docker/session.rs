@@ -2,8 +2,9 @@
 //! run, one `docker exec` each ([`super::exec`]), in one long-lived container made with the
 //! posture of a throwaway call container ([`posture::session_body`]).
 //!
-//! Containers are keyed by (agent, session, workspace access): a read-only call never runs
-//! in a container whose workspace is mounted read-write, and two sessions never share one.
+//! Containers are keyed by (agent, session, workspace access, egress): a read-only call
+//! never runs in a container whose workspace is mounted read-write, a call without egress
+//! never in one with the proxy's relay, and two sessions never share one.
 //! A container is made by the key's first call (concurrent first calls wait for it), and
 //! retired — force-removed, which kills everything in it — when:
 //!
@@ -40,8 +41,8 @@ pub(super) struct Call<'a> {
     pub settings: &'a DockerSettings,
     pub instance_id: &'a str,
     pub plan: &'a ValidatedExecPlan,
-    /// The agent's workspace as the engine sees it.
-    pub bind_source: &'a str,
+    /// What its container mounts, as the engine sees it.
+    pub binds: posture::Binds<'a>,
 }
 
 /// Which container a call runs in.
@@ -50,6 +51,7 @@ struct Key {
     agent: AgentId,
     session: String,
     read_only: bool,
+    egress: bool,
 }
 
 impl Key {
@@ -58,6 +60,7 @@ impl Key {
             agent: plan.agent_id().clone(),
             session: plan.session_key().to_owned(),
             read_only: plan.workspace_read_only(),
+            egress: plan.egress(),
         }
     }
 }
@@ -310,7 +313,7 @@ async fn create(call: &Call<'_>) -> Result<String, ExecutorError> {
         settings,
         plan.agent_id(),
         plan.workspace_read_only(),
-        call.bind_source,
+        call.binds,
         call.instance_id,
     );
     let name = format!("pincer-sbx-{}", uuid::Uuid::new_v4().simple());
@@ -360,6 +363,7 @@ mod tests {
             agent: AgentId::parse("main").unwrap(),
             session: session.to_owned(),
             read_only,
+            egress: false,
         }
     }
 
