@@ -30,7 +30,8 @@ use pincer_jail::{
     Workspace, WorkspaceDir,
 };
 use pincer_proto::v1::{
-    Argv, ExecRequest, GrantClaims, NetworkAccess, SandboxGrant, WorkspaceAccess, exec_request,
+    Argv, ExecRequest, GrantClaims, NetworkAccess, SandboxGrant, SandboxScope, WorkspaceAccess,
+    exec_request,
 };
 
 use crate::CliError;
@@ -505,6 +506,7 @@ fn validate_plan(
                     NetworkArg::Egress => NetworkAccess::Egress,
                 }
                 .into(),
+                scope: SandboxScope::Call.into(),
             }),
             ..Default::default()
         },

@@ -238,9 +238,11 @@ impl Sandbox for DockerBackend {
         let binds = self.binds(&plan, &workspace)?;
         let docker = self.client().await?;
         let settings = &self.inner.settings;
-        // The executor's own calls (no session) always get a throwaway container.
+        // The executor's own calls (no session), and calls whose grant does not let them
+        // share the session's sandbox, get a throwaway container.
         if let Some(sessions) = self.inner.sessions.as_ref()
             && !plan.session_key().is_empty()
+            && plan.session_scope()
         {
             let call = session::Call {
                 docker,

@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pincer_identity::PublicKey;
 use pincer_proto::v1::{
-    ExecAsk, ExecPolicy as WireExecPolicy, ExecSecurity, GrantClaims, NetworkAccess, TurnGrant,
-    WorkspaceAccess,
+    ExecAsk, ExecPolicy as WireExecPolicy, ExecSecurity, GrantClaims, NetworkAccess, SandboxScope,
+    TurnGrant, WorkspaceAccess,
 };
 use prost::Message;
 
@@ -222,6 +222,9 @@ pub struct CheckedGrant {
     /// Whether sandboxed commands may reach the web through the guarded proxy
     /// (`sandbox.network` `EGRESS`; missing: no).
     pub sandbox_egress: bool,
+    /// Whether the session's commands may share its sandbox (`sandbox.scope` `SESSION`;
+    /// missing: no, a sandbox per call).
+    pub sandbox_session: bool,
     /// How exec calls are judged.
     pub exec_policy: ExecPolicy,
 }
@@ -291,6 +294,10 @@ pub fn check_grant(
         .sandbox
         .as_ref()
         .is_some_and(|s| s.network() == NetworkAccess::Egress);
+    let sandbox_session = claims
+        .sandbox
+        .as_ref()
+        .is_some_and(|s| s.scope() == SandboxScope::Session);
     let exec_policy = exec_policy_of(claims.exec_policy.as_ref());
     Ok(CheckedGrant {
         turn_id: claims.turn_id,
@@ -299,6 +306,7 @@ pub fn check_grant(
         access,
         egress,
         sandbox_egress,
+        sandbox_session,
         exec_policy,
     })
 }
@@ -458,6 +466,29 @@ mod tests {
         assert_eq!(checked.turn_id, "t1");
         assert_eq!(checked.access, Access::ReadWrite);
         assert!(!checked.egress);
+        // No sandbox claim: no network for commands, a sandbox per call.
+        assert!(!checked.sandbox_egress);
+        assert!(!checked.sandbox_session);
+    }
+
+    #[test]
+    fn the_sandbox_claim_is_read_as_signed() {
+        use pincer_proto::v1::SandboxGrant;
+        let with = |network: NetworkAccess, scope: SandboxScope| {
+            let mut c = claims(&["exec"], 2_000);
+            c.sandbox = Some(SandboxGrant {
+                network: network.into(),
+                scope: scope.into(),
+            });
+            check(&signed(&gateway(), c), "s1", WorkspaceNeed::Read, 1_000).unwrap()
+        };
+        let both = with(NetworkAccess::Egress, SandboxScope::Session);
+        assert!(both.sandbox_egress && both.sandbox_session);
+        assert!(!both.egress, "the web_fetch network is a claim of its own");
+        let neither = with(NetworkAccess::None, SandboxScope::Call);
+        assert!(!neither.sandbox_egress && !neither.sandbox_session);
+        let unspecified = with(NetworkAccess::Unspecified, SandboxScope::Unspecified);
+        assert!(!unspecified.sandbox_egress && !unspecified.sandbox_session);
     }
 
     #[test]

@@ -185,6 +185,7 @@ pub struct ValidatedExecPlan {
     timeout: Duration,
     read_only: bool,
     egress: bool,
+    session_scope: bool,
     policy: ExecPolicy,
 }
 
@@ -217,6 +218,12 @@ impl ValidatedExecPlan {
     /// `sandbox.network`).
     pub fn egress(&self) -> bool {
         self.egress
+    }
+
+    /// Whether the call may run in its session's sandbox where the backend keeps one (the
+    /// grant's `sandbox.scope`); otherwise it gets a throwaway one.
+    pub fn session_scope(&self) -> bool {
+        self.session_scope
     }
 
     /// Whether the workspace is mounted read-only (the grant's `workspace_access`).
@@ -266,6 +273,7 @@ impl ValidatedExecPlan {
             timeout,
             read_only: true,
             egress: false,
+            session_scope: false,
             policy: crate::grant::exec_policy_of(None),
         }
     }
@@ -323,6 +331,7 @@ impl ExecPlan {
             timeout,
             read_only: grant.access == Access::ReadOnly,
             egress: grant.sandbox_egress,
+            session_scope: grant.sandbox_session,
             policy: grant.exec_policy,
         })
     }

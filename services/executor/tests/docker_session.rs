@@ -30,7 +30,11 @@ use pincer_executor::docker::posture::{
 };
 use pincer_executor::grant::{sign_claims, testing};
 use pincer_executor::{DockerBackend, DockerSettings, ExecOutcome, Sandbox, Workspaces};
-use pincer_proto::v1::{ExecRequest, GrantClaims, NetworkAccess, WorkspaceAccess, exec_request};
+use pincer_proto::v1::{
+    ExecRequest, GrantClaims, NetworkAccess, SandboxGrant, SandboxScope, WorkspaceAccess,
+    exec_request,
+};
+use prost::Message;
 use tokio::sync::RwLockReadGuard;
 
 const SESSION_A: &str = "test:dm:a";
@@ -66,7 +70,11 @@ fn request(session: &str, access: WorkspaceAccess, line: &str, timeout_ms: u32) 
         workspace_access: access.into(),
         network: NetworkAccess::None.into(),
         exec_policy: Some(testing::full_exec_policy()),
-        sandbox: None,
+        // The gateway lets this session's calls share its sandbox.
+        sandbox: Some(SandboxGrant {
+            network: NetworkAccess::None.into(),
+            scope: SandboxScope::Session.into(),
+        }),
     };
     ExecRequest {
         grant: Some(sign_claims(&testing::gateway_key(), &claims)),
@@ -793,4 +801,36 @@ async fn the_escape_batterys_core_fails_in_session_mode_too() {
     assert_eq!(h.leftovers().await, 1, "all in the session's one container");
     h.backend.reap_own().await.unwrap();
     assert_eq!(h.leftovers().await, 0);
+}
+
+/// The gateway decides per turn: a grant whose sandbox scope is `CALL` (or that has no
+/// sandbox claim) gets a throwaway container even where the executor keeps session ones.
+#[tokio::test]
+async fn a_call_scoped_grant_gets_a_throwaway_container() {
+    let Some((_shared, h)) = harness("a_call_scoped_grant_gets_a_throwaway_container").await else {
+        return;
+    };
+    let session_container = container_name(&h, SESSION_A).await;
+    assert_eq!(h.leftovers().await, 1);
+    let with = |scope: Option<SandboxScope>| {
+        let mut req = request(SESSION_A, RW, "uname -n", 0);
+        let mut claims =
+            GrantClaims::decode(req.grant.as_ref().unwrap().claims.as_slice()).unwrap();
+        claims.sandbox = scope.map(|scope| SandboxGrant {
+            network: NetworkAccess::None.into(),
+            scope: scope.into(),
+        });
+        req.grant = Some(sign_claims(&testing::gateway_key(), &claims));
+        req
+    };
+    for scope in [Some(SandboxScope::Call), None] {
+        let first = out(&h.run(with(scope)).await).trim().to_owned();
+        let second = out(&h.run(with(scope)).await).trim().to_owned();
+        assert_ne!(first, second, "{scope:?}: a new container per call");
+        assert_ne!(first, session_container, "{scope:?}");
+    }
+    // The throwaway containers are gone; the session's is still there.
+    assert_eq!(h.leftovers().await, 1);
+    assert_eq!(container_name(&h, SESSION_A).await, session_container);
+    h.backend.reap_own().await.unwrap();
 }

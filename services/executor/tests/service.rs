@@ -455,7 +455,9 @@ async fn origin() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
 /// An exec of Python in the jail whose grant gives the sandbox `network`.
 fn python_request(code: &str, network: pincer_proto::v1::NetworkAccess) -> ExecRequest {
     use pincer_executor::grant::{sign_claims, testing};
-    use pincer_proto::v1::{Argv, GrantClaims, NetworkAccess, SandboxGrant, WorkspaceAccess};
+    use pincer_proto::v1::{
+        Argv, GrantClaims, NetworkAccess, SandboxGrant, SandboxScope, WorkspaceAccess,
+    };
     ExecRequest {
         grant: Some(sign_claims(
             &testing::gateway_key(),
@@ -470,6 +472,7 @@ fn python_request(code: &str, network: pincer_proto::v1::NetworkAccess) -> ExecR
                 exec_policy: Some(testing::full_exec_policy()),
                 sandbox: Some(SandboxGrant {
                     network: network.into(),
+                    scope: SandboxScope::Session.into(),
                 }),
             },
         )),

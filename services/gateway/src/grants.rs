@@ -9,7 +9,7 @@ use pincer_identity::DeviceKey;
 use pincer_proto::v1::executor_link_service_server::ExecutorLinkService;
 use pincer_proto::v1::{
     ApprovalAnswer, ApprovalOutcome, ApprovalRequest, ExecPolicy, GetGrantKeyRequest, GrantClaims,
-    GrantKey, NetworkAccess, SandboxGrant, TurnGrant, WorkspaceAccess,
+    GrantKey, NetworkAccess, SandboxGrant, SandboxScope, TurnGrant, WorkspaceAccess,
 };
 use prost::Message;
 
@@ -46,6 +46,8 @@ pub struct GrantSpec {
     pub exec_policy: ExecPolicy,
     /// What its sandboxed commands may reach.
     pub sandbox_network: NetworkAccess,
+    /// Whether its commands may share the session's sandbox.
+    pub sandbox_scope: SandboxScope,
 }
 
 impl GrantSigner {
@@ -82,6 +84,7 @@ impl GrantSigner {
             exec_policy: Some(spec.exec_policy),
             sandbox: Some(SandboxGrant {
                 network: spec.sandbox_network.into(),
+                scope: spec.sandbox_scope.into(),
             }),
         }
         .encode_to_vec();
@@ -121,6 +124,7 @@ pub struct TurnTools {
     files: bool,
     web_fetch: bool,
     exec_egress: bool,
+    sandbox_scope: SandboxScope,
     exec_policy: ExecPolicy,
 }
 
@@ -133,6 +137,8 @@ pub struct TurnAccess {
     pub network: NetworkAccess,
     /// What sandboxed commands (`exec`, `process`) may reach.
     pub sandbox_network: NetworkAccess,
+    /// Whether they may share the session's sandbox.
+    pub sandbox_scope: SandboxScope,
     /// How exec calls are judged.
     pub exec_policy: ExecPolicy,
 }
@@ -141,7 +147,9 @@ impl TurnTools {
     /// From `tools.*`.
     pub fn from_config(config: &pincer_runtime::Config) -> Self {
         use pincer_proto::v1::{ExecAsk, ExecSecurity};
-        use pincer_runtime::config::validate::{ExecAskMode, ExecNetwork, ExecSecurityLevel};
+        use pincer_runtime::config::validate::{
+            ExecAskMode, ExecNetwork, ExecSandboxScope, ExecSecurityLevel,
+        };
         let security = |s: ExecSecurityLevel| match s {
             ExecSecurityLevel::Deny => ExecSecurity::Deny,
             ExecSecurityLevel::Allowlist => ExecSecurity::Allowlist,
@@ -153,6 +161,10 @@ impl TurnTools {
             files: config.files.enabled,
             web_fetch: config.web_fetch.enabled,
             exec_egress: exec.enabled && exec.network == ExecNetwork::Egress,
+            sandbox_scope: match exec.sandbox_scope {
+                ExecSandboxScope::Call => SandboxScope::Call,
+                ExecSandboxScope::Session => SandboxScope::Session,
+            },
             exec_policy: ExecPolicy {
                 security: security(exec.security).into(),
                 ask: match exec.ask {
@@ -174,6 +186,7 @@ impl TurnTools {
             tools: Vec::new(),
             network: NetworkAccess::None,
             sandbox_network: NetworkAccess::None,
+            sandbox_scope: self.sandbox_scope,
             exec_policy: self.exec_policy.clone(),
         };
         if group {
@@ -358,9 +371,20 @@ mod tests {
             network: a.network,
             exec_policy: a.exec_policy,
             sandbox_network: a.sandbox_network,
+            sandbox_scope: a.sandbox_scope,
         });
         let claims = signer.verify(Some(&grant)).unwrap();
-        assert_eq!(claims.sandbox.unwrap().network(), NetworkAccess::Egress);
+        let sandbox = claims.sandbox.unwrap();
+        assert_eq!(sandbox.network(), NetworkAccess::Egress);
+        assert_eq!(sandbox.scope(), SandboxScope::Session, "the default");
+    }
+
+    #[test]
+    fn the_sandbox_scope_is_signed_as_configured() {
+        let call = TurnTools::from_config(&config(r#"{ exec: { sandboxScope: "call" } }"#));
+        assert_eq!(call.for_turn(false).sandbox_scope, SandboxScope::Call);
+        let session = TurnTools::from_config(&config("{}"));
+        assert_eq!(session.for_turn(false).sandbox_scope, SandboxScope::Session);
     }
 
     #[test]
@@ -381,6 +405,7 @@ mod tests {
             network: a.network,
             exec_policy: a.exec_policy,
             sandbox_network: a.sandbox_network,
+            sandbox_scope: a.sandbox_scope,
         });
         let claims = signer.verify(Some(&grant)).unwrap();
         let p = claims.exec_policy.unwrap();

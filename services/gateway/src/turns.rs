@@ -202,6 +202,7 @@ impl TurnRunner {
                 network: access.network,
                 exec_policy: access.exec_policy,
                 sandbox_network: access.sandbox_network,
+                sandbox_scope: access.sandbox_scope,
             })),
         };
         let mut agent = self.agent.clone();

@@ -508,6 +508,21 @@ pub struct RawExecTool {
     /// The only ports commands may reach through the guarded proxy (default 80 and 443).
     #[serde(default)]
     pub egress_ports: Option<Vec<u16>>,
+    /// `session` (default): a session's commands may share the session's sandbox where the
+    /// executor keeps one (`executor.docker.reuse: "session"`); `call`: every command gets
+    /// a throwaway sandbox, whatever the executor offers.
+    #[serde(default)]
+    pub sandbox_scope: Option<ExecSandboxScope>,
+}
+
+/// `tools.exec.sandboxScope`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecSandboxScope {
+    /// A throwaway sandbox per call.
+    Call,
+    /// The session's sandbox where the executor keeps one.
+    Session,
 }
 
 /// `tools.exec.network`.

@@ -14,7 +14,7 @@ use super::raw::{
     DmPolicy, DockerReuse, GroupPolicy, LogFormat, ProviderApi, RawConfig, RawDocker, RawEndpoint,
     RawTelegram, RawWebFetchTool, SandboxBackend,
 };
-pub use super::raw::{ExecAskMode, ExecNetwork, ExecSecurityLevel};
+pub use super::raw::{ExecAskMode, ExecNetwork, ExecSandboxScope, ExecSecurityLevel};
 use crate::cidr::IpCidr;
 use crate::secret::SecretRef;
 
@@ -187,6 +187,8 @@ pub struct ExecToolConfig {
     pub network: ExecNetwork,
     /// `egressPorts`: the ports the guarded proxy connects commands to.
     pub egress_ports: Vec<u16>,
+    /// `sandboxScope`: whether a session's commands may share its sandbox.
+    pub sandbox_scope: ExecSandboxScope,
 }
 
 /// `tools.files`.
@@ -428,6 +430,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigIssue>> {
         approval_timeout: Duration::from_secs(u64::from(approval_timeout_seconds)),
         network: exec_raw.network.unwrap_or(ExecNetwork::None),
         egress_ports,
+        sandbox_scope: exec_raw.sandbox_scope.unwrap_or(ExecSandboxScope::Session),
     };
     let files = FilesToolConfig {
         enabled: raw.tools.files.enabled.unwrap_or(true),
