@@ -55,6 +55,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ApprovalsCommand,
     },
+    /// Chat senders: list pairing requests, approve or reject a stranger's code.
+    Pairing {
+        /// Which.
+        #[command(subcommand)]
+        command: crate::pairing_cmd::PairingCommand,
+    },
     /// Gateway status: version, uptime, sessions, bridges, devices.
     Status(OperatorArgs),
     /// Gateway health: queues and bridges; exits non-zero if unhealthy or unreachable.

@@ -9,6 +9,7 @@
 //! | [`gateway_client`] | the operator WebSocket client |
 //! | [`device`] | this client's device key and device token |
 //! | [`operator_cmd`] | `pincer gateway probe`, `pincer status`, `pincer health`, `pincer devices …` |
+//! | [`pairing_cmd`] | `pincer pairing list|approve|reject|revoke`: chat senders' pairing codes |
 //! | [`config_cmd`] | `pincer config schema|validate` |
 //! | [`sandbox_cmd`] | `pincer sandbox exec|explain`: the jail and Docker backends from the command line |
 //! | [`web_cmd`] | `pincer web fetch`: the SSRF-guarded web fetch |
@@ -22,6 +23,7 @@ pub mod device;
 pub mod gateway_client;
 pub mod onboard;
 pub mod operator_cmd;
+pub mod pairing_cmd;
 pub mod sandbox_cmd;
 pub mod up;
 pub mod web_cmd;
@@ -89,6 +91,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Health(op) => operator_cmd::health(&ctx, &op).await,
         Command::Devices { command } => operator_cmd::devices(&ctx, &command).await,
         Command::Approvals { command } => operator_cmd::approvals(&ctx, &command).await,
+        Command::Pairing { command } => pairing_cmd::run(&ctx, &command).await,
         Command::Sandbox { command } => sandbox_cmd::run(command).await,
         Command::Web { command } => web_cmd::run(&command).await,
     }

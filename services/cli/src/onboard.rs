@@ -84,7 +84,7 @@ pub fn template_config(token: &str) -> String {
   }},
   agents: {{ defaults: {{ model: "anthropic/claude-sonnet-4-5" }} }},
   // To talk to Pincer on Telegram, create a bot with @BotFather and add:
-  // channels: {{ telegram: {{ botToken: "${{TELEGRAM_BOT_TOKEN}}", allowFrom: ["<your numeric user id>"] }} }},
+  // channels: {{ telegram: {{ botToken: "${{TELEGRAM_BOT_TOKEN}}", owners: ["<your numeric user id>"] }} }},
 {executor}}}
 "#,
         executor = executor_section()

@@ -381,7 +381,8 @@ pub mod testing {
         StaticKeys::default().with(gateway_key().public_key())
     }
 
-    /// Read-write, no network, signed by [`gateway_key`].
+    /// Read-write, no network, session scope (as the gateway grants by default), signed
+    /// by [`gateway_key`].
     pub fn grant(
         tools: &[&str],
         session_key: &str,
@@ -399,7 +400,10 @@ pub mod testing {
                 workspace_access: WorkspaceAccess::ReadWrite.into(),
                 network: NetworkAccess::None.into(),
                 exec_policy: Some(full_exec_policy()),
-                sandbox: None,
+                sandbox: Some(pincer_proto::v1::SandboxGrant {
+                    network: NetworkAccess::None.into(),
+                    scope: pincer_proto::v1::SandboxScope::Session.into(),
+                }),
             },
         )
     }

@@ -1,6 +1,6 @@
 //! The gateway side of `BridgeService.OpenStream`: bridge replicas connect, offer accounts,
-//! get leases, push inbound messages (stored durably, then acknowledged) and receive
-//! deliveries and typing indicators.
+//! get leases, push inbound messages (judged by [`crate::senders`], stored durably, then
+//! acknowledged) and receive deliveries and typing indicators.
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
@@ -20,9 +20,9 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::routing::{Admission, ChannelAccess, ChatKind, MessageFacts, SessionKey, admit};
+use crate::routing::ChatKind;
+use crate::senders::{Incoming, SenderAccess};
 use crate::store::db::now_ms;
-use crate::store::inbound::{Disposition, NewInbound, enqueue};
 use crate::store::outbox::NewDelivery;
 use crate::store::{Store, leases};
 
@@ -61,8 +61,7 @@ pub enum DeliverError {
 /// Connected bridge replicas and the accounts they serve.
 pub struct BridgeHub {
     store: Store,
-    access: HashMap<String, ChannelAccess>,
-    agent_id: String,
+    senders: Arc<SenderAccess>,
     state: Mutex<HubState>,
     closing: tokio_util::sync::CancellationToken,
     /// Woken when an inbound message is stored.
@@ -70,19 +69,15 @@ pub struct BridgeHub {
 }
 
 impl BridgeHub {
-    /// A hub with the channels' access policies.
-    pub fn new(
-        store: Store,
-        access: HashMap<String, ChannelAccess>,
-        agent_id: String,
-    ) -> Arc<Self> {
+    /// A hub judging inbound messages with `senders`; `inbound_ready` is woken when a turn
+    /// is queued.
+    pub fn new(store: Store, senders: Arc<SenderAccess>, inbound_ready: Arc<Notify>) -> Arc<Self> {
         Arc::new(Self {
             store,
-            access,
-            agent_id,
+            senders,
             state: Mutex::new(HubState::default()),
             closing: tokio_util::sync::CancellationToken::new(),
-            inbound_ready: Arc::new(Notify::new()),
+            inbound_ready,
         })
     }
 
@@ -271,6 +266,15 @@ impl BridgeHub {
                 "platform_message_id must be 1 to 256 bytes",
             ));
         }
+        if msg.sender_id.is_empty()
+            || msg.sender_id.len() > 256
+            || msg.chat_id.is_empty()
+            || msg.chat_id.len() > 256
+        {
+            return Err(Status::invalid_argument(
+                "sender_id and chat_id must be 1 to 256 bytes",
+            ));
+        }
         let kind = match WireChatKind::try_from(msg.chat_kind) {
             Ok(WireChatKind::Direct) => ChatKind::Direct,
             Ok(WireChatKind::Group) => ChatKind::Group,
@@ -280,48 +284,22 @@ impl BridgeHub {
                 ));
             }
         };
-        let admission = admit(
-            self.access.get(&account.channel),
-            MessageFacts {
-                kind,
-                sender_id: &msg.sender_id,
-                chat_id: &msg.chat_id,
-                mentions_bot: msg.mentions_bot,
-                empty: msg.text.trim().is_empty(),
-            },
-        );
-        let disposition = match admission {
-            Admission::Process => Disposition::Process,
-            Admission::Ignore(reason) => {
-                tracing::info!(channel = %account.channel, sender = %msg.sender_id, reason = reason.as_str(), "inbound message ignored by policy");
-                Disposition::Ignore(reason.as_str().to_owned())
-            }
-        };
-        let new = NewInbound {
-            session_key: SessionKey::for_chat(
-                &self.agent_id,
-                &account.channel,
-                &account.account_id,
-                kind,
-                &msg.sender_id,
-                &msg.chat_id,
-            ),
-            channel: account.channel.clone(),
-            account_id: account.account_id.clone(),
-            platform_message_id: msg.platform_message_id.clone(),
-            sender_id: msg.sender_id,
-            chat_id: msg.chat_id,
-            chat_kind: kind,
-            thread_id: msg.thread_id,
-            text: msg.text,
-            disposition,
-        };
+        let account_id = account.account_id.clone();
         let stored = self
-            .store
-            .call(move |c| enqueue(c, &new))
+            .senders
+            .handle(Incoming {
+                channel: account.channel.clone(),
+                account_id,
+                platform_message_id: msg.platform_message_id.clone(),
+                sender_id: msg.sender_id,
+                chat_id: msg.chat_id,
+                kind,
+                thread_id: msg.thread_id,
+                text: msg.text,
+                mentions_bot: msg.mentions_bot,
+            })
             .await
             .map_err(|e| Status::unavailable(format!("cannot store the message: {e}")))?;
-        self.inbound_ready.notify_one();
         Ok(InboundAck {
             account: Some(account),
             platform_message_id: msg.platform_message_id,

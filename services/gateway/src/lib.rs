@@ -4,7 +4,8 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`routing`] | pure: session keys, DM/group access decisions |
+//! | [`routing`] | pure: session keys (`dmScope`, identity links, groups, threads, resets) |
+//! | [`senders`] | who may talk to the assistant: DM/group policies, pairing codes, chat commands |
 //! | [`access`] | pure: client address, rate limits, origins, method scopes, device pairing |
 //! | [`store`] | SQLite (WAL): sessions, transcripts, inbound queue, outbox, leases |
 //! | [`bridge_link`] | `BridgeService`: bridge replicas, leases, inbound → store → ack, deliveries |
@@ -26,6 +27,7 @@ pub mod error;
 pub mod grants;
 pub mod operator;
 pub mod routing;
+pub mod senders;
 pub mod server;
 pub mod store;
 pub mod turn_events;

@@ -1,13 +1,26 @@
-//! Pure routing decisions: which session a message belongs to, and whether the access policy
-//! lets it start a turn. No I/O.
+//! Pure routing: which session a message belongs to. No I/O.
 //!
-//! Session keys: one per DM peer (`agent:<agent>:<channel>:<account>:dm:<sender>`), one per
-//! group (`…:group:<chat>`), one per named operator session (`agent:<agent>:operator:<name>`).
-//! Components are escaped so no id can forge another key.
+//! | message | `session.dmScope` | session key |
+//! |---|---|---|
+//! | the owner's DM | `main` (default) | `agent:<a>:main` |
+//! | anyone else's DM | `main` | `agent:<a>:dm:<person>` |
+//! | any DM | `per-peer` | `agent:<a>:dm:<person>` |
+//! | any DM | `per-channel-peer` | `agent:<a>:<channel>:<account>:dm:<peer>` |
+//! | a group | any | `agent:<a>:<channel>:<account>:group:<chat>` |
+//! | a thread or topic in a group | any | `…:group:<chat>:thread:<thread>` |
+//! | the operator's CLI / web chat | — | `agent:<a>:operator:<name>` |
+//!
+//! `<person>` is `~<name>` for an account listed in `session.identityLinks`, otherwise
+//! `<channel>:<user id>`; `<peer>` is `~<name>` or the user id. After `/new` (or `/reset`)
+//! a session continues under its key plus `#<n>`.
+//!
+//! Components are escaped (`%`, `:`, `#`, `~`), so no platform id can forge another key, a
+//! link name or an epoch: different people never share a session unless the owner linked
+//! their accounts.
 
 use std::fmt;
 
-use pincer_runtime::config::validate::{DmAccess, GroupAccess};
+use pincer_runtime::config::validate::{DmScope, SessionConfig};
 
 /// Where a conversation happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +58,71 @@ impl ChatKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionKey(String);
 
+/// The facts about a channel message that pick its session. Whether the sender is the
+/// owner is decided by the gateway (configured ids), never taken from the message.
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'a> {
+    /// The agent.
+    pub agent: &'a str,
+    /// The channel, e.g. `telegram`.
+    pub channel: &'a str,
+    /// The channel account (bot).
+    pub account: &'a str,
+    /// DM or group.
+    pub kind: ChatKind,
+    /// The sender's stable id.
+    pub sender_id: &'a str,
+    /// The chat.
+    pub chat_id: &'a str,
+    /// Thread or topic in a group, or empty.
+    pub thread_id: &'a str,
+    /// The sender is one of the channel's owners.
+    pub owner: bool,
+}
+
 impl SessionKey {
-    /// The session of a channel message.
+    /// The session of a channel message under `session` (`dmScope`, `identityLinks`).
+    pub fn route(session: &SessionConfig, r: &Route<'_>) -> Self {
+        let agent = esc(r.agent);
+        let linked = session
+            .person_of(r.channel, r.sender_id)
+            .map(|name| format!("~{}", esc(name)));
+        match r.kind {
+            ChatKind::Operator => Self::operator(r.agent, r.chat_id),
+            ChatKind::Group => {
+                let mut key = format!(
+                    "agent:{agent}:{}:{}:group:{}",
+                    esc(r.channel),
+                    esc(r.account),
+                    esc(r.chat_id)
+                );
+                if !r.thread_id.is_empty() {
+                    key.push_str(":thread:");
+                    key.push_str(&esc(r.thread_id));
+                }
+                Self(key)
+            }
+            ChatKind::Direct => match session.dm_scope {
+                DmScope::Main if r.owner => Self(format!("agent:{agent}:main")),
+                DmScope::Main | DmScope::PerPeer => {
+                    let person = linked
+                        .unwrap_or_else(|| format!("{}%3A{}", esc(r.channel), esc(r.sender_id)));
+                    Self(format!("agent:{agent}:dm:{person}"))
+                }
+                DmScope::PerChannelPeer => {
+                    let peer = linked.unwrap_or_else(|| esc(r.sender_id));
+                    Self(format!(
+                        "agent:{agent}:{}:{}:dm:{peer}",
+                        esc(r.channel),
+                        esc(r.account)
+                    ))
+                }
+            },
+        }
+    }
+
+    /// The session of a channel message with one session per peer per channel account and
+    /// one per group (`dmScope: per-channel-peer`, no links, no thread).
     pub fn for_chat(
         agent: &str,
         channel: &str,
@@ -55,23 +131,38 @@ impl SessionKey {
         sender_id: &str,
         chat_id: &str,
     ) -> Self {
-        let (label, peer) = match kind {
-            ChatKind::Direct => ("dm", sender_id),
-            ChatKind::Group => ("group", chat_id),
-            ChatKind::Operator => return Self::operator(agent, chat_id),
+        let session = SessionConfig {
+            dm_scope: DmScope::PerChannelPeer,
+            identity_links: Default::default(),
         };
-        Self(format!(
-            "agent:{}:{}:{}:{label}:{}",
-            esc(agent),
-            esc(channel),
-            esc(account),
-            esc(peer)
-        ))
+        Self::route(
+            &session,
+            &Route {
+                agent,
+                channel,
+                account,
+                kind,
+                sender_id,
+                chat_id,
+                thread_id: "",
+                owner: false,
+            },
+        )
     }
 
     /// A named operator session.
     pub fn operator(agent: &str, name: &str) -> Self {
         Self(format!("agent:{}:operator:{}", esc(agent), esc(name)))
+    }
+
+    /// The session that continues this one after `epoch` resets (`/new`, `/reset`); epoch
+    /// 0 is the key itself.
+    pub fn at_epoch(&self, epoch: u32) -> Self {
+        if epoch == 0 {
+            self.clone()
+        } else {
+            Self(format!("{}#{epoch}", self.0))
+        }
     }
 
     /// A key read back from the store.
@@ -91,214 +182,22 @@ impl fmt::Display for SessionKey {
     }
 }
 
-/// Percent-escapes `%` and `:` so components cannot contain the separator.
+/// Percent-escapes `%`, `:`, `#` and `~` so components cannot contain a separator, an
+/// epoch marker or a link marker.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
             '%' => out.push_str("%25"),
             ':' => out.push_str("%3A"),
+            '#' => out.push_str("%23"),
+            '~' => out.push_str("%7E"),
             c => out.push(c),
         }
     }
     out
 }
 
-/// The access policy of one channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelAccess {
-    /// Who may DM.
-    pub dm: DmAccess,
-    /// Which groups.
-    pub groups: GroupAccess,
-}
-
-/// What the policy says about a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Start a turn.
-    Process,
-    /// Store it, do nothing else.
-    Ignore(IgnoreReason),
-}
-
-/// Why a message was not processed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IgnoreReason {
-    /// DMs are disabled.
-    DmDisabled,
-    /// The sender is not on the allowlist.
-    SenderNotAllowed,
-    /// Groups are disabled.
-    GroupDisabled,
-    /// The group is not on the allowlist.
-    GroupNotAllowed,
-    /// In a group, the bot was not mentioned.
-    NotMentioned,
-    /// Empty text.
-    Empty,
-    /// No policy for this channel.
-    UnknownChannel,
-}
-
-impl IgnoreReason {
-    /// A short note for the record.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::DmDisabled => "dm policy disabled",
-            Self::SenderNotAllowed => "sender not in allowFrom",
-            Self::GroupDisabled => "group policy disabled",
-            Self::GroupNotAllowed => "group not allowed",
-            Self::NotMentioned => "group message without mention",
-            Self::Empty => "empty message",
-            Self::UnknownChannel => "channel not configured",
-        }
-    }
-}
-
-/// The facts about a message the policy looks at.
-#[derive(Debug, Clone, Copy)]
-pub struct MessageFacts<'a> {
-    /// DM or group.
-    pub kind: ChatKind,
-    /// Sender's stable id.
-    pub sender_id: &'a str,
-    /// Chat id.
-    pub chat_id: &'a str,
-    /// Whether the bot was mentioned.
-    pub mentions_bot: bool,
-    /// Whether the text is empty.
-    pub empty: bool,
-}
-
-/// Decides whether a channel message may start a turn. Fails closed: anything not allowed
-/// is ignored.
-pub fn admit(access: Option<&ChannelAccess>, m: MessageFacts<'_>) -> Admission {
-    let Some(access) = access else {
-        return Admission::Ignore(IgnoreReason::UnknownChannel);
-    };
-    if m.empty {
-        return Admission::Ignore(IgnoreReason::Empty);
-    }
-    match m.kind {
-        ChatKind::Operator => Admission::Process,
-        ChatKind::Direct => match &access.dm {
-            DmAccess::Disabled => Admission::Ignore(IgnoreReason::DmDisabled),
-            DmAccess::Open => Admission::Process,
-            DmAccess::Allowlist(ids) if ids.iter().any(|id| id == m.sender_id) => {
-                Admission::Process
-            }
-            DmAccess::Allowlist(_) => Admission::Ignore(IgnoreReason::SenderNotAllowed),
-        },
-        ChatKind::Group => {
-            let group_ok = match &access.groups {
-                GroupAccess::Disabled => return Admission::Ignore(IgnoreReason::GroupDisabled),
-                GroupAccess::Open => true,
-                GroupAccess::Allowlist(ids) => ids.iter().any(|id| id == m.chat_id),
-            };
-            if !group_ok {
-                Admission::Ignore(IgnoreReason::GroupNotAllowed)
-            } else if !m.mentions_bot {
-                Admission::Ignore(IgnoreReason::NotMentioned)
-            } else {
-                Admission::Process
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn facts<'a>(
-        kind: ChatKind,
-        sender: &'a str,
-        chat: &'a str,
-        mention: bool,
-    ) -> MessageFacts<'a> {
-        MessageFacts {
-            kind,
-            sender_id: sender,
-            chat_id: chat,
-            mentions_bot: mention,
-            empty: false,
-        }
-    }
-
-    #[test]
-    fn dm_allowlist_is_by_stable_id() {
-        let access = ChannelAccess {
-            dm: DmAccess::Allowlist(vec!["42".into()]),
-            groups: GroupAccess::Disabled,
-        };
-        assert_eq!(
-            admit(Some(&access), facts(ChatKind::Direct, "42", "42", false)),
-            Admission::Process
-        );
-        assert_eq!(
-            admit(Some(&access), facts(ChatKind::Direct, "43", "43", false)),
-            Admission::Ignore(IgnoreReason::SenderNotAllowed)
-        );
-        assert_eq!(
-            admit(Some(&access), facts(ChatKind::Group, "42", "-100", true)),
-            Admission::Ignore(IgnoreReason::GroupDisabled)
-        );
-        assert_eq!(
-            admit(None, facts(ChatKind::Direct, "42", "42", false)),
-            Admission::Ignore(IgnoreReason::UnknownChannel)
-        );
-    }
-
-    #[test]
-    fn groups_need_allowlist_and_mention() {
-        let access = ChannelAccess {
-            dm: DmAccess::Disabled,
-            groups: GroupAccess::Allowlist(vec!["-100".into()]),
-        };
-        assert_eq!(
-            admit(Some(&access), facts(ChatKind::Group, "1", "-100", true)),
-            Admission::Process
-        );
-        assert_eq!(
-            admit(Some(&access), facts(ChatKind::Group, "1", "-100", false)),
-            Admission::Ignore(IgnoreReason::NotMentioned)
-        );
-        assert_eq!(
-            admit(Some(&access), facts(ChatKind::Group, "1", "-200", true)),
-            Admission::Ignore(IgnoreReason::GroupNotAllowed)
-        );
-        assert_eq!(
-            admit(Some(&access), facts(ChatKind::Direct, "1", "1", false)),
-            Admission::Ignore(IgnoreReason::DmDisabled)
-        );
-    }
-
-    #[test]
-    fn session_per_dm_peer_and_per_group() {
-        let a = SessionKey::for_chat("main", "telegram", "default", ChatKind::Direct, "1", "1");
-        let b = SessionKey::for_chat("main", "telegram", "default", ChatKind::Direct, "2", "2");
-        let g1 = SessionKey::for_chat("main", "telegram", "default", ChatKind::Group, "1", "-100");
-        let g2 = SessionKey::for_chat("main", "telegram", "default", ChatKind::Group, "2", "-100");
-        assert_ne!(a, b);
-        assert_eq!(g1, g2);
-        assert_eq!(a.as_str(), "agent:main:telegram:default:dm:1");
-    }
-
-    proptest! {
-        #[test]
-        fn distinct_peers_never_share_a_session(p in "[a-z0-9:%]{1,12}", q in "[a-z0-9:%]{1,12}") {
-            prop_assume!(p != q);
-            let a = SessionKey::for_chat("main", "matrix", "acct", ChatKind::Direct, &p, "x");
-            let b = SessionKey::for_chat("main", "matrix", "acct", ChatKind::Direct, &q, "x");
-            prop_assert_ne!(a, b);
-        }
-
-        #[test]
-        fn ids_cannot_forge_other_keys(acct in "[a-z:%]{1,8}", peer in "[a-z:%]{1,8}") {
-            let forged = SessionKey::for_chat("main", "t", &acct, ChatKind::Direct, &peer, "x");
-            prop_assert_eq!(forged.as_str().matches(':').count(), 5);
-        }
-    }
-}
+#[path = "routing_tests.rs"]
+mod tests;

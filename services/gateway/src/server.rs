@@ -11,7 +11,7 @@ use pincer_identity::Challenges;
 use pincer_proto::v1::bridge_service_server::BridgeServiceServer;
 use pincer_proto::v1::executor_link_service_server::ExecutorLinkServiceServer;
 use pincer_proto::v1::gateway_service_server::GatewayServiceServer;
-use pincer_runtime::config::validate::{GatewayAuth, GroupAccess};
+use pincer_runtime::config::validate::GatewayAuth;
 use pincer_runtime::paths::{ensure_private_dir, write_private_file};
 use pincer_runtime::service_auth::{PresentCredential, RequireCaller, ServiceName};
 use pincer_runtime::{Config, Secret, SecretSource};
@@ -29,7 +29,8 @@ use crate::operator::auth::OperatorAuth;
 use crate::operator::devices::Devices;
 use crate::operator::events::EventBus;
 use crate::operator::http::{OperatorState, router};
-use crate::routing::ChannelAccess;
+use crate::senders::SenderAccess;
+use crate::senders::service::SenderAccessSetup;
 use crate::store::Store;
 use crate::turn_events::TurnEvents;
 use crate::turns::TurnRunner;
@@ -122,28 +123,6 @@ pub async fn run(
     }
     let store = Store::open(&db_path)?;
 
-    let mut access = HashMap::new();
-    if let Some(tg) = &config.telegram {
-        access.insert(
-            "telegram".to_owned(),
-            ChannelAccess {
-                dm: tg.dm.clone(),
-                groups: tg.groups.clone(),
-            },
-        );
-    }
-    access.insert(
-        "operator".to_owned(),
-        ChannelAccess {
-            dm: pincer_runtime::config::validate::DmAccess::Disabled,
-            groups: GroupAccess::Disabled,
-        },
-    );
-    let hub = BridgeHub::new(store.clone(), access, DEFAULT_AGENT_ID.to_owned());
-    let events = Arc::new(TurnEvents::default());
-    let outbox_ready = Arc::new(tokio::sync::Notify::new());
-
-    let grants = GrantSigner::open(&state_dir)?;
     let bus = EventBus::default();
     let approvals = Arc::new(
         Approvals::open(
@@ -154,6 +133,31 @@ pub async fn run(
         )
         .await?,
     );
+    let outbox_ready = Arc::new(tokio::sync::Notify::new());
+    let inbound_ready = Arc::new(tokio::sync::Notify::new());
+    // Only configured chat channels have a policy; anything else (including a bridge
+    // claiming the "operator" channel) is ignored.
+    let mut policies = HashMap::new();
+    if let Some(tg) = &config.telegram {
+        policies.insert("telegram".to_owned(), tg.access.clone());
+    }
+    let senders = Arc::new(
+        SenderAccess::open(SenderAccessSetup {
+            store: store.clone(),
+            policies,
+            session: config.session.clone(),
+            agent_id: DEFAULT_AGENT_ID.to_owned(),
+            approvals: Arc::clone(&approvals),
+            bus: bus.clone(),
+            inbound_ready: Arc::clone(&inbound_ready),
+            outbox_ready: Arc::clone(&outbox_ready),
+        })
+        .await?,
+    );
+    let hub = BridgeHub::new(store.clone(), Arc::clone(&senders), inbound_ready);
+    let events = Arc::new(TurnEvents::default());
+
+    let grants = GrantSigner::open(&state_dir)?;
     let credential = PresentCredential::new(ServiceName::Gateway, &secrets.gateway_credential)?;
     let agent =
         agent_client(&config.services.agent.url, credential).map_err(GatewayError::AgentUrl)?;
@@ -225,6 +229,7 @@ pub async fn run(
         gateway: config.gateway.clone(),
         devices: Arc::new(devices),
         approvals,
+        senders,
         bus,
         challenges: Mutex::new(Challenges::default()),
         limiter: Mutex::new(AuthFailureLimiter::new(AuthLimitConfig {

@@ -19,6 +19,7 @@ use crate::agent_link::AgentClient;
 use crate::bridge_link::BridgeHub;
 use crate::grants::{GrantSigner, GrantSpec, TurnTools};
 use crate::routing::ChatKind;
+use crate::senders::SenderClass;
 use crate::store::Store;
 use crate::store::db::now_ms;
 use crate::store::inbound::{Completion, PendingInbound, complete, pending};
@@ -186,7 +187,11 @@ impl TurnRunner {
     }
 
     async fn call_agent(&self, msg: &PendingInbound, turn_id: &str, key: &str) -> Outcome {
-        let access = self.tools.for_turn(msg.chat_kind == ChatKind::Group);
+        // Tools only for the owner and senders the owner allowed, in DMs (and the operator's
+        // own API); groups and strangers under an open DM policy get none.
+        let restricted =
+            msg.chat_kind == ChatKind::Group || msg.sender_class == SenderClass::Stranger;
+        let access = self.tools.for_turn(restricted);
         let request = RunTurnRequest {
             turn_id: turn_id.to_owned(),
             session_key: msg.session_key.as_str().to_owned(),

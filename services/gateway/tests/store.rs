@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use pincer_gateway::routing::{ChatKind, SessionKey};
+use pincer_gateway::senders::SenderClass;
 use pincer_gateway::store::Store;
 use pincer_gateway::store::inbound::{
     Completion, Disposition, Enqueued, NewInbound, complete, enqueue, pending,
@@ -29,6 +30,7 @@ fn message(pmid: &str, text: &str) -> NewInbound {
             "42",
             "42",
         ),
+        sender_class: SenderClass::Allowed,
         disposition: Disposition::Process,
     }
 }
@@ -170,4 +172,88 @@ async fn reopening_keeps_the_queue() {
         store.schema_version().await.unwrap(),
         pincer_gateway::store::db::SCHEMA_VERSION
     );
+}
+
+#[tokio::test]
+async fn a_redelivered_strangers_message_sends_no_second_code() {
+    use pincer_gateway::senders::codes::{PairingCode, RequestState, SenderKey, SenderRequest};
+    use pincer_gateway::store::ingress::{Effect, IngressRecord, ReplyText, record};
+    use pincer_gateway::store::senders::load;
+
+    let store = Store::open_in_memory().unwrap();
+    store
+        .call(|c| {
+            let request = SenderRequest {
+                key: SenderKey {
+                    channel: "telegram".into(),
+                    account_id: "default".into(),
+                    sender_id: "42".into(),
+                },
+                code: PairingCode::parse("ABCD2345").unwrap(),
+                created_ms: 1,
+                state: RequestState::Pending,
+            };
+            let rec = IngressRecord {
+                channel: "telegram".into(),
+                account_id: "default".into(),
+                platform_message_id: "42:1".into(),
+                sender_id: "42".into(),
+                chat_id: "42".into(),
+                chat_kind: ChatKind::Direct,
+                thread_id: String::new(),
+                text: "hi".into(),
+                base_key: SessionKey::for_chat(
+                    "main",
+                    "telegram",
+                    "default",
+                    ChatKind::Direct,
+                    "42",
+                    "42",
+                ),
+                agent_id: "main".into(),
+                sender_class: SenderClass::Stranger,
+                note: "stranger; pairing code sent".into(),
+                effect: Effect::Reply {
+                    text: ReplyText::Fixed("your code: ABCD2345".into()),
+                    pairing: Some(request),
+                    new_session: false,
+                },
+            };
+            let first = record(c, &rec)?;
+            assert!(matches!(first.outcome, Enqueued::New(_)));
+            let again = record(c, &rec)?;
+            assert_eq!(again.outcome, Enqueued::Duplicate(first.outcome.id()));
+            assert_eq!(due(c, i64::MAX, 10)?.len(), 1, "one delivery");
+            assert!(pending(c, 10)?.is_empty(), "no turn");
+            let (requests, paired) = load(c)?;
+            assert_eq!(requests.len(), 1);
+            assert_eq!(requests[0].code.as_str(), "ABCD2345");
+            assert!(paired.is_empty());
+            assert!(
+                history(c, first.session_key.unwrap().as_str(), 10)?.is_empty(),
+                "a stranger's message is in no transcript"
+            );
+
+            // `/new` moves the session to the next epoch; context lands in the current one.
+            let mut reset = rec.clone();
+            reset.platform_message_id = "42:2".into();
+            reset.effect = Effect::Reply {
+                text: ReplyText::Fixed("new".into()),
+                pairing: None,
+                new_session: true,
+            };
+            let after = record(c, &reset)?.session_key.unwrap();
+            assert_eq!(after.as_str(), "agent:main:telegram:default:dm:42#1");
+            let mut context = rec.clone();
+            context.platform_message_id = "42:3".into();
+            context.effect = Effect::Context {
+                entry: "[context] hello".into(),
+            };
+            let key = record(c, &context)?.session_key.unwrap();
+            assert_eq!(key, after);
+            assert_eq!(history(c, key.as_str(), 10)?[0].text, "[context] hello");
+            Ok(())
+        })
+        .await
+        .unwrap();
 }

@@ -45,6 +45,8 @@ pub struct OperatorState {
     pub devices: Arc<Devices>,
     /// Exec approvals.
     pub approvals: Arc<crate::approvals::Approvals>,
+    /// Sender access: pairing requests and paired senders.
+    pub senders: Arc<crate::senders::SenderAccess>,
     /// Gateway events and kicks.
     pub bus: EventBus,
     /// Outstanding connect challenges and used nonces.

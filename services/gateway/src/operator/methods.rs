@@ -100,6 +100,13 @@ pub async fn call(
         }
         "approvals.list" => Ok(json!({ "approvals": state.approvals.list().await })),
         "approvals.resolve" => approvals_resolve(state, session, params).await,
+        m if super::senders::handles(m) => {
+            let answer = super::senders::call(state, m, params).await;
+            if answer.is_ok() && m != "pairing.list" {
+                tracing::info!(method = m, device = %session.device_id, "sender pairing changed by operator");
+            }
+            answer
+        }
         other => Err((
             ErrorCode::UnknownMethod,
             format!("{other} is not available on this gateway"),

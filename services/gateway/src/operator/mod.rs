@@ -12,6 +12,7 @@
 //! | [`handshake`] | `connect`: signature, credential, pairing, granted scopes |
 //! | [`methods`] | method table check, write budgets, the methods |
 //! | [`devices`] | the device registry (pairing store written through to SQLite) |
+//! | [`senders`] | `pairing.*`: strangers' pairing requests and paired chat senders |
 //! | [`events`] | gateway events for operator connections; kicks |
 
 pub mod auth;
@@ -22,5 +23,6 @@ pub mod handshake;
 pub mod http;
 pub mod methods;
 pub mod openai_compat;
+pub mod senders;
 pub mod submit;
 pub mod ws;

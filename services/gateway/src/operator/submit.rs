@@ -6,6 +6,7 @@ use tokio::sync::broadcast;
 
 use super::http::OperatorState;
 use crate::routing::{ChatKind, SessionKey};
+use crate::senders::SenderClass;
 use crate::store::StoreError;
 use crate::store::inbound::{Disposition, Enqueued, NewInbound, enqueue};
 use crate::turn_events::{TurnUpdate, event_key};
@@ -98,6 +99,7 @@ pub async fn submit(
         thread_id: String::new(),
         text,
         session_key: SessionKey::operator(&state.agent_id, session),
+        sender_class: SenderClass::Owner,
         disposition: Disposition::Process,
     };
     match state.store.call(move |c| enqueue(c, &msg)).await {

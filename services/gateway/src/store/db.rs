@@ -150,6 +150,33 @@ const MIGRATIONS: &[&str] = &[
         state       TEXT NOT NULL
     );
     "#,
+    // 4: sender access: who sent a queued message, strangers' pairing requests, paired
+    // senders, and session resets (`/new`).
+    r#"
+    ALTER TABLE inbound ADD COLUMN sender_class TEXT NOT NULL DEFAULT 'stranger';
+    CREATE TABLE sender_requests (
+        channel        TEXT NOT NULL,
+        account_id     TEXT NOT NULL,
+        sender_id      TEXT NOT NULL,
+        code           TEXT NOT NULL,
+        created_at_ms  INTEGER NOT NULL,
+        state          TEXT NOT NULL CHECK (state IN ('pending', 'rejected')),
+        rejected_at_ms INTEGER,
+        PRIMARY KEY (channel, account_id, sender_id)
+    );
+    CREATE TABLE paired_senders (
+        channel        TEXT NOT NULL,
+        sender_id      TEXT NOT NULL,
+        account_id     TEXT NOT NULL,
+        approved_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (channel, sender_id)
+    );
+    CREATE TABLE session_epochs (
+        base_key      TEXT PRIMARY KEY,
+        epoch         INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The gateway's database.

@@ -6,8 +6,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::db::{StoreError, now_ms};
 use super::outbox::{NewDelivery, insert_delivery};
-use super::transcript::{append_entry, ensure_session};
+use super::transcript::{SessionPlace, append_entry, ensure_session};
 use crate::routing::{ChatKind, SessionKey};
+use crate::senders::SenderClass;
 
 /// A message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub struct NewInbound {
     pub text: String,
     /// The session it belongs to.
     pub session_key: SessionKey,
+    /// Who sent it, as the gateway decided.
+    pub sender_class: SenderClass,
     /// What to do with it.
     pub disposition: Disposition,
 }
@@ -84,6 +87,8 @@ pub struct PendingInbound {
     pub text: String,
     /// Session.
     pub session_key: SessionKey,
+    /// Who sent it, as the gateway decided when it arrived.
+    pub sender_class: SenderClass,
 }
 
 /// Stores a message unless it is already stored.
@@ -105,8 +110,8 @@ pub fn enqueue(conn: &mut Connection, msg: &NewInbound) -> Result<Enqueued, Stor
     };
     tx.execute(
         "INSERT INTO inbound (channel, account_id, platform_message_id, sender_id, chat_id, chat_kind,
-            thread_id, text, session_key, state, note, received_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            thread_id, text, session_key, state, note, received_at_ms, sender_class)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             msg.channel,
             msg.account_id,
@@ -119,7 +124,8 @@ pub fn enqueue(conn: &mut Connection, msg: &NewInbound) -> Result<Enqueued, Stor
             msg.session_key.as_str(),
             state,
             note,
-            now_ms()
+            now_ms(),
+            msg.sender_class.as_str()
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -131,12 +137,13 @@ pub fn enqueue(conn: &mut Connection, msg: &NewInbound) -> Result<Enqueued, Stor
 pub fn pending(conn: &mut Connection, limit: u32) -> Result<Vec<PendingInbound>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, channel, account_id, platform_message_id, sender_id, chat_id, chat_kind,
-                thread_id, text, session_key
+                thread_id, text, session_key, sender_class
          FROM inbound WHERE state = 'pending' ORDER BY id LIMIT ?1",
     )?;
     let rows = stmt.query_map(params![limit], |r| {
         let kind: String = r.get(6)?;
         let key: String = r.get(9)?;
+        let class: String = r.get(10)?;
         Ok(PendingInbound {
             id: r.get(0)?,
             channel: r.get(1)?,
@@ -148,6 +155,8 @@ pub fn pending(conn: &mut Connection, limit: u32) -> Result<Vec<PendingInbound>,
             thread_id: r.get(7)?,
             text: r.get(8)?,
             session_key: SessionKey::from_stored(key),
+            // An unreadable class fails closed: the least trusted.
+            sender_class: SenderClass::parse(&class).unwrap_or(SenderClass::Stranger),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -186,7 +195,18 @@ pub fn complete(
         return Ok(false);
     }
     let now = now_ms();
-    ensure_session(&tx, msg, &done.agent_id, now)?;
+    ensure_session(
+        &tx,
+        SessionPlace {
+            session_key: &msg.session_key,
+            channel: &msg.channel,
+            account_id: &msg.account_id,
+            chat_id: &msg.chat_id,
+            chat_kind: msg.chat_kind,
+            agent_id: &done.agent_id,
+        },
+        now,
+    )?;
     append_entry(&tx, &msg.session_key, &done.turn_id, "user", &msg.text, now)?;
     if !done.reply.is_empty() {
         append_entry(

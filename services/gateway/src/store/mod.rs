@@ -9,13 +9,17 @@
 //! | [`devices`] | `devices`: paired operator devices and nodes, pending requests, token hashes |
 //! | [`approvals`] | `approvals`: exec approval requests and the owner's decisions |
 //! | [`leases`] | `leases`: which bridge replica serves a channel account, with fencing tokens |
+//! | [`senders`] | `sender_requests`, `paired_senders`: strangers' pairing requests, paired senders |
+//! | [`ingress`] | one channel message's outcome in one transaction (queue, context, reply, reset) |
 
 pub mod approvals;
 pub mod db;
 pub mod devices;
 pub mod inbound;
+pub mod ingress;
 pub mod leases;
 pub mod outbox;
+pub mod senders;
 pub mod transcript;
 
 pub use db::{Store, StoreError};

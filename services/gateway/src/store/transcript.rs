@@ -3,8 +3,7 @@
 use rusqlite::{Connection, Transaction, params};
 
 use super::db::StoreError;
-use super::inbound::PendingInbound;
-use crate::routing::SessionKey;
+use crate::routing::{ChatKind, SessionKey};
 
 /// Who said a transcript entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,19 +25,39 @@ pub struct Entry {
     pub created_at_ms: i64,
 }
 
+/// Where a session lives, recorded with its first entry.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SessionPlace<'a> {
+    pub session_key: &'a SessionKey,
+    pub channel: &'a str,
+    pub account_id: &'a str,
+    pub chat_id: &'a str,
+    pub chat_kind: ChatKind,
+    pub agent_id: &'a str,
+}
+
 pub(super) fn ensure_session(
     tx: &Transaction<'_>,
-    msg: &PendingInbound,
-    agent_id: &str,
+    at: SessionPlace<'_>,
     now: i64,
 ) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO sessions (session_key, channel, account_id, chat_id, chat_kind, agent_id, created_at_ms, updated_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
          ON CONFLICT(session_key) DO UPDATE SET updated_at_ms = excluded.updated_at_ms",
-        params![msg.session_key.as_str(), msg.channel, msg.account_id, msg.chat_id, msg.chat_kind.as_str(), agent_id, now],
+        params![at.session_key.as_str(), at.channel, at.account_id, at.chat_id, at.chat_kind.as_str(), at.agent_id, now],
     )?;
     Ok(())
+}
+
+/// Number of transcript entries of a session.
+pub fn entry_count(conn: &Connection, session: &str) -> Result<u64, StoreError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM transcript WHERE session_key = ?1",
+        params![session],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 pub(super) fn append_entry(

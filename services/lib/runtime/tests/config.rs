@@ -115,10 +115,8 @@ fn telegram_rules() {
     assert!(error_text(&with("{ allowFrom: [] }")).contains("channels.telegram.botToken"));
     assert!(error_text(&with(r#"{ botToken: "x", dmPolicy: "open" }"#)).contains("requires \"*\""));
     assert!(error_text(&with(r#"{ botToken: "x", allowFrom: ["@alice"] }"#)).contains("numeric"));
-    assert!(
-        error_text(&with(r#"{ botToken: "x", dmPolicy: "pairing" }"#))
-            .contains("not available yet")
-    );
+    let pairing = parse_config(&with(r#"{ botToken: "x", dmPolicy: "pairing" }"#), "t").unwrap();
+    assert!(pairing.telegram.is_some());
     let disabled = parse_config(&with(r#"{ enabled: false }"#), "t").unwrap();
     assert!(disabled.telegram.is_none());
 }

@@ -4,8 +4,10 @@
 //! - [`validate`]: cross-field rules, producing [`Config`]; every issue names the key path,
 //!   the bad value and the fix.
 //! - [`gateway`]: the `gateway` section (bind, auth, proxies, origins, limits).
+//! - [`channels`]: who may reach the assistant on a channel, and the `session` section.
 //! - [`load`]: reading the file (symlinks refused), parsing JSON5, the JSON Schema.
 
+pub mod channels;
 pub mod gateway;
 pub mod load;
 pub mod raw;

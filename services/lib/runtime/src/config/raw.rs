@@ -28,6 +28,9 @@ pub struct RawConfig {
     /// Chat platforms.
     #[serde(default)]
     pub channels: RawChannels,
+    /// How chat messages map to sessions.
+    #[serde(default)]
+    pub session: RawSession,
     /// Tool settings.
     #[serde(default)]
     pub tools: RawTools,
@@ -354,18 +357,36 @@ pub struct RawTelegram {
     /// Bot API root (default `https://api.telegram.org`).
     #[serde(default)]
     pub api_base_url: Option<String>,
-    /// Who may DM the bot: `allowlist` (default), `open` or `disabled`.
+    /// Who may DM the bot: `pairing` (default: strangers get a one-time code for the
+    /// owner to approve), `allowlist`, `open` (requires `"*"` in `allowFrom`) or `disabled`.
     #[serde(default)]
     pub dm_policy: Option<DmPolicy>,
-    /// Telegram user ids allowed to DM (numeric ids as strings, or `*` with `open`).
+    /// Telegram user ids allowed to DM (numeric ids as strings, or `*` with `open`). Senders
+    /// approved with `pincer pairing approve` are added to this list at run time.
     #[serde(default)]
     pub allow_from: Vec<String>,
-    /// Groups: `disabled` (default), `allowlist` or `open`.
+    /// The owner's own Telegram user ids (default none). The owner is always allowed, may
+    /// use `/approve`, and has the main DM session. Never `*`.
+    #[serde(default)]
+    pub owners: Vec<String>,
+    /// Groups: `allowlist` (default: only the groups under `groups`), `open` or `disabled`.
     #[serde(default)]
     pub group_policy: Option<GroupPolicy>,
-    /// Group chat ids allowed under `groupPolicy: allowlist`.
+    /// Per-group settings by group chat id (`"*"`: every group). Under `groupPolicy:
+    /// allowlist` only the groups listed here are served.
     #[serde(default)]
-    pub groups: Vec<String>,
+    pub groups: BTreeMap<String, RawGroup>,
+    /// Members (Telegram user ids, or `*`) whose messages may start a turn in a group
+    /// (default: the owners, `allowFrom` and paired senders).
+    #[serde(default)]
+    pub group_allow_from: Option<Vec<String>>,
+    /// In groups, answer only when the bot is mentioned or replied to (default true).
+    #[serde(default)]
+    pub require_mention: Option<bool>,
+    /// Regexes (Rust `regex` syntax) that count as a mention of the bot in group text, e.g.
+    /// `"(?i)\\bpincer\\b"`.
+    #[serde(default)]
+    pub mention_patterns: Vec<String>,
     /// Long-poll timeout in seconds (default 30).
     #[serde(default)]
     pub poll_timeout_seconds: Option<u32>,
@@ -375,9 +396,9 @@ pub struct RawTelegram {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DmPolicy {
-    /// Sender pairing codes (not available yet; refused at validation).
+    /// Strangers get a one-time pairing code; the owner approves it from the CLI.
     Pairing,
-    /// Only ids in `allowFrom`.
+    /// Only ids in `allowFrom` (and the owners).
     Allowlist,
     /// Anyone (requires `"*"` in `allowFrom`).
     Open,
@@ -395,6 +416,51 @@ pub enum GroupPolicy {
     Open,
     /// Ignore groups.
     Disabled,
+}
+
+/// `channels.<ch>.groups.<id>`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGroup {
+    /// Serve this group (default true). `false` turns a group off, also under `"*"`.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Overrides the channel's `requireMention` for this group.
+    #[serde(default)]
+    pub require_mention: Option<bool>,
+    /// Members (user ids, or `*`) whose messages may start a turn here; overrides
+    /// `groupAllowFrom`.
+    #[serde(default)]
+    pub allow_from: Option<Vec<String>>,
+}
+
+/// `session`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawSession {
+    /// How DMs map to sessions: `main` (default: the owner's DMs share one main session,
+    /// everyone else one session per person), `per-peer` (one session per person, across
+    /// channels) or `per-channel-peer` (one per person per channel account).
+    #[serde(default)]
+    pub dm_scope: Option<DmScope>,
+    /// One person's accounts, merged into one identity: name → `["<channel>:<user id>", …]`,
+    /// e.g. `{ alice: ["telegram:123456"] }`. Different people never share a session
+    /// unless linked here.
+    #[serde(default)]
+    pub identity_links: BTreeMap<String, Vec<String>>,
+}
+
+/// `session.dmScope`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DmScope {
+    /// The owner's DMs go to the main session; everyone else gets a session per person.
+    #[default]
+    Main,
+    /// One session per person (linked accounts share it), across channels.
+    PerPeer,
+    /// One session per person per channel account.
+    PerChannelPeer,
 }
 
 /// `tools`.

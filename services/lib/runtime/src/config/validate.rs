@@ -10,9 +10,14 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use super::channels::{
+    ChannelAccessConfig, DmPolicy, DmScope, GroupPolicy, GroupRule, LinkedAccount, SenderList,
+    SessionConfig,
+};
+use super::channels::{RawAccess, TELEGRAM_IDS, validate_access, validate_session};
 use super::raw::{
-    DmPolicy, DockerReuse, GroupPolicy, LogFormat, ProviderApi, RawConfig, RawDocker, RawEndpoint,
-    RawTelegram, RawWebFetchTool, SandboxBackend,
+    DockerReuse, LogFormat, ProviderApi, RawConfig, RawDocker, RawEndpoint, RawTelegram,
+    RawWebFetchTool, SandboxBackend,
 };
 pub use super::raw::{ExecAskMode, ExecNetwork, ExecSandboxScope, ExecSecurityLevel};
 use crate::cidr::IpCidr;
@@ -35,6 +40,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// Telegram, when configured and enabled.
     pub telegram: Option<TelegramConfig>,
+    /// How chat messages map to sessions.
+    pub session: SessionConfig,
     /// The exec tool.
     pub exec: ExecToolConfig,
     /// The file tools.
@@ -125,28 +132,6 @@ pub struct AgentConfig {
     pub history_limit: u32,
 }
 
-/// Who may DM the bot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DmAccess {
-    /// Only these platform user ids.
-    Allowlist(Vec<String>),
-    /// Anyone.
-    Open,
-    /// Nobody.
-    Disabled,
-}
-
-/// Which groups the bot answers in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GroupAccess {
-    /// Only these chat ids.
-    Allowlist(Vec<String>),
-    /// Any group.
-    Open,
-    /// None.
-    Disabled,
-}
-
 /// `channels.telegram`.
 #[derive(Debug, Clone)]
 pub struct TelegramConfig {
@@ -154,10 +139,8 @@ pub struct TelegramConfig {
     pub bot_token: SecretRef,
     /// The Bot API root.
     pub api_base_url: Url,
-    /// DM access.
-    pub dm: DmAccess,
-    /// Group access.
-    pub groups: GroupAccess,
+    /// Who may reach the assistant: DM and group policies, owners, mentions.
+    pub access: ChannelAccessConfig,
     /// Long-poll timeout.
     pub poll_timeout: Duration,
 }
@@ -372,6 +355,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigIssue>> {
         .telegram
         .as_ref()
         .and_then(|t| validate_telegram(t, &mut issues));
+    let session = validate_session(&raw.session, &mut issues);
 
     let exec_raw = &raw.tools.exec;
     let timeout_seconds = exec_raw.timeout_seconds.unwrap_or(30);
@@ -470,6 +454,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigIssue>> {
                 providers,
                 agent,
                 telegram,
+                session,
                 exec,
                 files,
                 web_fetch,
@@ -635,52 +620,21 @@ fn validate_telegram(t: &RawTelegram, issues: &mut Issues) -> Option<TelegramCon
         &format!("{base}.apiBaseUrl"),
         issues,
     )?;
-    for id in &t.allow_from {
-        if id != "*" && id.parse::<i64>().is_err() {
-            issues.add(
-                &format!("{base}.allowFrom"),
-                format!("{id:?} is not a numeric Telegram user id"),
-                "use numeric ids (ask @userinfobot), never usernames",
-            );
-        }
-    }
-    let wildcard = t.allow_from.iter().any(|id| id == "*");
-    let dm = match t.dm_policy.unwrap_or(DmPolicy::Allowlist) {
-        DmPolicy::Pairing => {
-            issues.add(
-                &format!("{base}.dmPolicy"),
-                "\"pairing\" is not available yet",
-                "use \"allowlist\" with your user id in allowFrom",
-            );
-            DmAccess::Disabled
-        }
-        DmPolicy::Allowlist => {
-            if wildcard {
-                issues.add(
-                    &format!("{base}.allowFrom"),
-                    "contains \"*\" under dmPolicy \"allowlist\"",
-                    "list user ids, or set dmPolicy to \"open\" deliberately",
-                );
-            }
-            DmAccess::Allowlist(t.allow_from.clone())
-        }
-        DmPolicy::Open => {
-            if !wildcard {
-                issues.add(
-                    &format!("{base}.dmPolicy"),
-                    "\"open\" requires \"*\" in allowFrom",
-                    "add \"*\" to allowFrom to confirm that anyone may DM the bot",
-                );
-            }
-            DmAccess::Open
-        }
-        DmPolicy::Disabled => DmAccess::Disabled,
-    };
-    let groups = match t.group_policy.unwrap_or(GroupPolicy::Disabled) {
-        GroupPolicy::Allowlist => GroupAccess::Allowlist(t.groups.clone()),
-        GroupPolicy::Open => GroupAccess::Open,
-        GroupPolicy::Disabled => GroupAccess::Disabled,
-    };
+    let access = validate_access(
+        RawAccess {
+            dm_policy: t.dm_policy,
+            allow_from: &t.allow_from,
+            owners: &t.owners,
+            group_policy: t.group_policy,
+            groups: &t.groups,
+            group_allow_from: t.group_allow_from.as_deref(),
+            require_mention: t.require_mention,
+            mention_patterns: &t.mention_patterns,
+        },
+        base,
+        TELEGRAM_IDS,
+        issues,
+    );
     let poll = t.poll_timeout_seconds.unwrap_or(30);
     if poll > 50 {
         issues.add(
@@ -692,8 +646,7 @@ fn validate_telegram(t: &RawTelegram, issues: &mut Issues) -> Option<TelegramCon
     Some(TelegramConfig {
         bot_token,
         api_base_url,
-        dm,
-        groups,
+        access,
         poll_timeout: Duration::from_secs(u64::from(poll)),
     })
 }
