@@ -119,6 +119,9 @@ pub struct OutboundText {
     pub reply_to: Option<String>,
     /// Chunks already sent by an earlier, partly failed attempt: skip them.
     pub skip_chunks: usize,
+    /// When the lease this send runs under ends (`None`: not fenced). No platform request
+    /// may start after it, retries included.
+    pub lease_until: Option<std::time::Instant>,
 }
 
 /// Where a typing indicator goes.
@@ -154,6 +157,14 @@ pub enum AdapterError {
     /// The Telegram Bot API call failed.
     #[error(transparent)]
     Telegram(#[from] TelegramError),
+    /// The lease ends too soon to start another poll; the caller waits for its renewal.
+    #[error(
+        "the account's lease ends in less than {margin_ms} ms; not polling until it is renewed"
+    )]
+    LeaseEnding {
+        /// The safety margin kept before the lease's end.
+        margin_ms: u64,
+    },
     /// The gateway asked for something this platform cannot address.
     #[error("{field} {value:?} is not valid for {channel}: {reason}")]
     BadTarget {
@@ -173,6 +184,7 @@ impl AdapterError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Telegram(e) => e.is_retryable(),
+            Self::LeaseEnding { .. } => true,
             Self::BadTarget { .. } => false,
         }
     }
@@ -182,7 +194,7 @@ impl AdapterError {
     pub fn needs_operator(&self) -> bool {
         match self {
             Self::Telegram(e) => e.needs_operator(),
-            Self::BadTarget { .. } => false,
+            Self::LeaseEnding { .. } | Self::BadTarget { .. } => false,
         }
     }
 
@@ -190,6 +202,7 @@ impl AdapterError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Telegram(e) => e.retry_after(),
+            Self::LeaseEnding { .. } => Some(Duration::from_millis(200)),
             Self::BadTarget { .. } => None,
         }
     }
@@ -203,7 +216,14 @@ pub trait ChannelAdapter: Send + Sync + 'static {
     /// Waits for the next inbound message. Cancel-safe: dropping the future loses nothing,
     /// unconfirmed messages are delivered again. Errors are transient unless the adapter
     /// says otherwise; the caller backs off and calls again.
-    fn next_inbound(&self) -> BoxFuture<'_, Result<InboundItem, AdapterError>>;
+    ///
+    /// `lease_until` is when this replica's lease on the account ends: a request that the
+    /// platform may still be serving after it (a long poll) must not be started, so that a
+    /// frozen or cut-off replica can never overlap with the account's next holder.
+    fn next_inbound(
+        &self,
+        lease_until: std::time::Instant,
+    ) -> BoxFuture<'_, Result<InboundItem, AdapterError>>;
 
     /// Sends a text (chunked to the platform limit).
     fn send(&self, text: OutboundText) -> BoxFuture<'_, Result<SentRefs, SendFailure>>;

@@ -12,7 +12,7 @@ use tonic::transport::Endpoint;
 
 use crate::adapter::ChannelAdapter;
 use crate::error::BridgeError;
-use crate::lease::AccountKey;
+use crate::lease::{AccountKey, SharedLeases};
 use crate::link::{Link, LinkTiming};
 use crate::outbox::Outbox;
 use crate::telegram::{TelegramAdapter, TelegramSettings};
@@ -83,8 +83,9 @@ impl Bridge {
         Ok(self.with_adapter(Arc::new(adapter)))
     }
 
-    /// A bridge from the config, resolving the bridge credential and the bot token
-    /// through `secrets`.
+    /// A bridge from the config, resolving the bridge credential and every bot token
+    /// through `secrets`: one Telegram adapter per account (`channels.telegram.botToken`
+    /// is the account `default`, `channels.telegram.accounts` adds more).
     pub fn from_config(config: &Config, secrets: &dyn SecretSource) -> Result<Self, BridgeError> {
         let telegram = config.telegram.as_ref().ok_or(BridgeError::NoChannel)?;
         let credential = config
@@ -94,22 +95,32 @@ impl Bridge {
             .resolve(secrets)
             .map_err(|source| BridgeError::Secret {
                 what: "bridge service credential",
-                key: "services.credentials.bridge",
+                key: "services.credentials.bridge".to_owned(),
                 source,
             })?;
-        let bot_token =
-            telegram
-                .bot_token
-                .resolve(secrets)
-                .map_err(|source| BridgeError::Secret {
-                    what: "Telegram bot token",
-                    key: "channels.telegram.botToken",
-                    source,
-                })?;
-        let mut tg = TelegramSettings::new(bot_token, telegram.api_base_url.clone());
-        tg.poll_timeout = telegram.poll_timeout;
         let settings = BridgeSettings::new(config.services.gateway.url.as_str(), credential);
-        Self::new(settings).with_telegram(tg)
+        let mut bridge = Self::new(settings);
+        for account in &telegram.accounts {
+            let key = if account.id == "default" {
+                "channels.telegram.botToken".to_owned()
+            } else {
+                format!("channels.telegram.accounts.{}.botToken", account.id)
+            };
+            let bot_token =
+                account
+                    .bot_token
+                    .resolve(secrets)
+                    .map_err(|source| BridgeError::Secret {
+                        what: "Telegram bot token",
+                        key,
+                        source,
+                    })?;
+            let mut tg = TelegramSettings::new(bot_token, account.api_base_url.clone());
+            tg.account_id = account.id.clone();
+            tg.poll_timeout = telegram.poll_timeout;
+            bridge = bridge.with_telegram(tg)?;
+        }
+        Ok(bridge)
     }
 
     /// Runs until `shutdown` is cancelled: connects to the gateway (reconnecting as
@@ -132,7 +143,8 @@ impl Bridge {
             .keep_alive_while_idle(true);
         let credential = PresentCredential::new(ServiceName::Bridge, &settings.credential)?;
         let (receipts_tx, receipts) = mpsc::channel(256);
-        let outbox = Outbox::start(&adapters, receipts_tx);
+        let leases = SharedLeases::default();
+        let outbox = Outbox::start(&adapters, &leases, receipts_tx);
         let adapters: HashMap<AccountKey, Arc<dyn ChannelAdapter>> = adapters
             .into_iter()
             .map(|a| (AccountKey::of(Some(&a.account())), a))
@@ -145,6 +157,7 @@ impl Bridge {
             adapters,
             outbox,
             receipts,
+            leases,
             timing: settings.timing,
         };
         link.run(shutdown).await;
@@ -154,8 +167,22 @@ impl Bridge {
 
 /// Runs the bridge from the config (secrets from the process environment and files) until
 /// `shutdown` is cancelled.
+///
+/// `PINCER_BRIDGE_REPLICA_ID` names the replica (1 to 128 bytes; default: `bridge-<uuid>`),
+/// e.g. after the host, so `pincer channels status` shows which one holds an account.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), BridgeError> {
-    Bridge::from_config(&config, &ProcessSecrets)?
-        .run(shutdown)
-        .await
+    let mut bridge = Bridge::from_config(&config, &ProcessSecrets)?;
+    if let Some(id) = std::env::var(REPLICA_ID_ENV)
+        .ok()
+        .filter(|id| !id.is_empty())
+    {
+        if id.len() > 128 {
+            return Err(BridgeError::ReplicaId(id.len()));
+        }
+        bridge.settings.replica_id = id;
+    }
+    bridge.run(shutdown).await
 }
+
+/// The environment variable naming this replica.
+pub const REPLICA_ID_ENV: &str = "PINCER_BRIDGE_REPLICA_ID";

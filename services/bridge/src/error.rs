@@ -15,13 +15,16 @@ pub enum BridgeError {
          dmPolicy, allowFrom) in the config"
     )]
     NoChannel,
+    /// `PINCER_BRIDGE_REPLICA_ID` is too long.
+    #[error("PINCER_BRIDGE_REPLICA_ID is {0} bytes long; use at most 128")]
+    ReplicaId(usize),
     /// A secret reference could not be resolved.
     #[error("cannot read the {what} ({key}): {source}")]
     Secret {
         /// Which secret.
         what: &'static str,
         /// The config key holding the reference.
-        key: &'static str,
+        key: String,
         /// Why.
         #[source]
         source: SecretError,

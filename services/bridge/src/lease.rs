@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use pincer_proto::v1::{ChannelAccount, LeaseAssignment};
@@ -91,7 +92,34 @@ pub struct LeaseTable {
     leases: HashMap<AccountKey, Lease>,
 }
 
+/// The lease table shared by the session (which applies assignments), the pollers (which
+/// end each long poll before the lease does) and the delivery workers (which check the
+/// fencing token again right before each send).
+#[derive(Debug, Clone, Default)]
+pub struct SharedLeases(Arc<Mutex<LeaseTable>>);
+
+impl SharedLeases {
+    /// Locks the table (plain data updated in single steps: a poisoned lock is still usable).
+    pub fn lock(&self) -> MutexGuard<'_, LeaseTable> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl LeaseTable {
+    /// Drops every lease (the gateway stream ended: nothing may be sent or polled until the
+    /// next session's assignments).
+    pub fn clear(&mut self) {
+        self.leases.clear();
+    }
+
+    /// When the live lease on `account` runs out.
+    pub fn expiry(&self, account: &AccountKey, now: Instant) -> Option<Instant> {
+        self.leases
+            .get(account)
+            .map(|l| l.expires_at)
+            .filter(|at| *at > now)
+    }
+
     /// Applies an assignment received at `now` (`now_ms`: the wall clock, unix ms).
     pub fn assign(&mut self, assignment: &LeaseAssignment, now: Instant, now_ms: i64) -> Assigned {
         let key = AccountKey::of(assignment.account.as_ref());

@@ -20,7 +20,7 @@ use tonic::transport::Endpoint;
 
 use crate::adapter::ChannelAdapter;
 use crate::backoff::Backoff;
-use crate::lease::AccountKey;
+use crate::lease::{AccountKey, SharedLeases};
 use crate::outbox::Outbox;
 use crate::session::{SessionEnd, SessionParts, run_session};
 
@@ -62,6 +62,8 @@ pub struct Link {
     pub outbox: Outbox,
     /// Receipts from the workers.
     pub receipts: mpsc::Receiver<DeliveryReceipt>,
+    /// This replica's leases.
+    pub leases: SharedLeases,
     /// Timing.
     pub timing: LinkTiming,
 }
@@ -167,6 +169,7 @@ impl Link {
             down,
             drain_timeout: self.timing.drain_timeout,
             pump_backoff: (self.timing.reconnect_initial, self.timing.reconnect_max),
+            leases: self.leases.clone(),
         };
         let (end, talked) = run_session(parts, shutdown).await;
         match end {

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::adapter::{ChannelAdapter, OutboundText, SendFailure, SentRefs};
-use crate::lease::AccountKey;
+use crate::lease::{AccountKey, SharedLeases};
 
 /// How many completed deliveries are remembered.
 const LEDGER_CAPACITY: usize = 10_000;
@@ -135,9 +135,11 @@ pub enum QueueError {
 }
 
 impl Outbox {
-    /// Starts one worker per adapter; receipts go to `receipts`.
+    /// Starts one worker per adapter; receipts go to `receipts`. Each send is checked
+    /// against `leases` right before it goes out.
     pub fn start(
         adapters: &[Arc<dyn ChannelAdapter>],
+        leases: &SharedLeases,
         receipts: mpsc::Sender<DeliveryReceipt>,
     ) -> Self {
         let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -151,6 +153,7 @@ impl Outbox {
                 Arc::clone(adapter),
                 rx,
                 Arc::clone(&ledger),
+                leases.clone(),
                 receipts.clone(),
                 stop.clone(),
             )));
@@ -201,9 +204,11 @@ async fn worker(
     adapter: Arc<dyn ChannelAdapter>,
     mut queue: mpsc::Receiver<Delivery>,
     ledger: Arc<Mutex<Ledger>>,
+    leases: SharedLeases,
     receipts: mpsc::Sender<DeliveryReceipt>,
     stop: CancellationToken,
 ) {
+    let account = AccountKey::of(Some(&adapter.account()));
     loop {
         let delivery = tokio::select! {
             biased;
@@ -213,8 +218,31 @@ async fn worker(
                 None => return,
             },
         };
-        // Not cancelled by `stop`: a send in progress is finished.
-        let receipt = deliver(adapter.as_ref(), &ledger, delivery).await;
+        // The lease may have ended while the delivery was queued (the gateway stream broke,
+        // the process was frozen): then another replica may hold the account, and this one
+        // must not send under its old fencing token.
+        let (fenced, lease_until) = {
+            let table = leases.lock();
+            let now = std::time::Instant::now();
+            (
+                table.check(&account, delivery.fencing_token, now),
+                table.expiry(&account, now),
+            )
+        };
+        let receipt = match fenced {
+            Err(refusal) => {
+                tracing::warn!(delivery_id = %delivery.delivery_id, %refusal, "queued delivery refused");
+                receipt(
+                    &delivery.delivery_id,
+                    false,
+                    Vec::new(),
+                    refusal.to_string(),
+                    true,
+                )
+            }
+            // Not cancelled by `stop`: a send in progress is finished.
+            Ok(()) => deliver(adapter.as_ref(), &ledger, delivery, lease_until).await,
+        };
         if receipts.send(receipt).await.is_err() {
             return;
         }
@@ -225,6 +253,7 @@ async fn deliver(
     adapter: &dyn ChannelAdapter,
     ledger: &Mutex<Ledger>,
     delivery: Delivery,
+    lease_until: Option<std::time::Instant>,
 ) -> DeliveryReceipt {
     let id = delivery.delivery_id.clone();
     let earlier = {
@@ -241,6 +270,7 @@ async fn deliver(
         text: delivery.text,
         reply_to: Some(delivery.reply_to_platform_message_id).filter(|r| !r.is_empty()),
         skip_chunks: earlier.len(),
+        lease_until,
     };
     let outcome = adapter.send(out).await;
     match &outcome {

@@ -20,9 +20,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
 
-use crate::adapter::{AckHandle, ChannelAdapter, ChatTarget, InboundItem};
+use crate::adapter::{AckHandle, AdapterError, ChannelAdapter, ChatTarget, InboundItem};
 use crate::backoff::Backoff;
-use crate::lease::{AccountKey, Assigned, LeaseTable};
+use crate::lease::{AccountKey, Assigned, LeaseTable, SharedLeases};
 use crate::outbox::{Outbox, receipt};
 
 /// How a session ended.
@@ -52,6 +52,8 @@ pub struct SessionParts<'a> {
     pub drain_timeout: Duration,
     /// Backoff of a pump after an adapter error.
     pub pump_backoff: (Duration, Duration),
+    /// This replica's leases (shared with the pumps and the delivery workers).
+    pub leases: SharedLeases,
 }
 
 struct Pump {
@@ -73,8 +75,10 @@ pub async fn run_session(
         mut down,
         drain_timeout,
         pump_backoff,
+        leases: shared,
     } = parts;
-    let mut leases = LeaseTable::default();
+    // A new stream starts without leases: the gateway assigns them again.
+    shared.lock().clear();
     let mut pumps: HashMap<AccountKey, Pump> = HashMap::new();
     let mut pending: HashMap<(AccountKey, String), AckHandle> = HashMap::new();
     let mut typing: JoinSet<()> = JoinSet::new();
@@ -82,13 +86,14 @@ pub async fn run_session(
     let mut talked = false;
 
     let end = loop {
-        let next_expiry = leases.next_expiry();
+        let next_expiry = shared.lock().next_expiry();
         let frame = tokio::select! {
             () = shutdown.cancelled() => break SessionEnd::Shutdown,
             frame = down.message() => frame,
             Some(item) = inbound_rx.recv() => {
                 let key = AccountKey::of(item.message.account.as_ref());
-                let Some(token) = leases.live(&key, Instant::now()) else {
+                let live = shared.lock().live(&key, Instant::now());
+                let Some(token) = live else {
                     // The lease ended while the message was in flight: dropping the handle
                     // has the adapter read it again under the next lease.
                     continue;
@@ -108,7 +113,8 @@ pub async fn run_session(
                 continue;
             }
             () = sleep_until(next_expiry) => {
-                for key in leases.expire(Instant::now()) {
+                let expired = shared.lock().expire(Instant::now());
+                for key in expired {
                     tracing::warn!(account = %key, "lease expired without renewal; pausing the account");
                     stop_pump(&mut pumps, &key);
                 }
@@ -128,7 +134,7 @@ pub async fn run_session(
             Some(Down::Lease(lease)) => {
                 on_lease(
                     &lease,
-                    &mut leases,
+                    &shared,
                     &mut pumps,
                     adapters,
                     &inbound_tx,
@@ -143,7 +149,8 @@ pub async fn run_session(
                 }
             }
             Some(Down::Delivery(delivery)) => {
-                if let Some(receipt) = on_delivery(delivery, &leases, outbox)
+                let answer = on_delivery(delivery, &shared.lock(), outbox);
+                if let Some(receipt) = answer
                     && up
                         .send(BridgeUp {
                             kind: Some(Up::Receipt(receipt)),
@@ -156,7 +163,8 @@ pub async fn run_session(
             }
             Some(Down::Typing(t)) => {
                 let key = AccountKey::of(t.account.as_ref());
-                match (leases.live(&key, Instant::now()), adapters.get(&key)) {
+                let live = shared.lock().live(&key, Instant::now());
+                match (live, adapters.get(&key)) {
                     (Some(_), Some(adapter)) => {
                         let adapter = Arc::clone(adapter);
                         let target = ChatTarget {
@@ -181,6 +189,9 @@ pub async fn run_session(
     for key in pumps.keys().cloned().collect::<Vec<_>>() {
         stop_pump(&mut pumps, &key);
     }
+    // Without the stream nothing more may be sent under these leases: the gateway may
+    // already have handed the accounts to another replica.
+    shared.lock().clear();
     typing.abort_all();
     if matches!(end, SessionEnd::Shutdown) {
         outbox.drain(drain_timeout).await;
@@ -199,7 +210,7 @@ pub async fn run_session(
 
 fn on_lease(
     lease: &LeaseAssignment,
-    leases: &mut LeaseTable,
+    shared: &SharedLeases,
     pumps: &mut HashMap<AccountKey, Pump>,
     adapters: &HashMap<AccountKey, Arc<dyn ChannelAdapter>>,
     inbound: &mpsc::Sender<InboundItem>,
@@ -210,7 +221,8 @@ fn on_lease(
         tracing::warn!(account = %key, "the gateway leased an account this replica does not serve; ignored");
         return;
     };
-    match leases.assign(lease, Instant::now(), now_ms()) {
+    let assigned = shared.lock().assign(lease, Instant::now(), now_ms());
+    match assigned {
         Assigned::Started => {
             tracing::info!(account = %key, fencing_token = lease.fencing_token, "lease acquired; polling the account");
         }
@@ -225,6 +237,7 @@ fn on_lease(
         let stop = CancellationToken::new();
         let task = tokio::spawn(pump(
             Arc::clone(adapter),
+            shared.clone(),
             inbound.clone(),
             stop.clone(),
             backoff,
@@ -269,15 +282,24 @@ fn stop_pump(pumps: &mut HashMap<AccountKey, Pump>, key: &AccountKey) {
 /// Reads an adapter's inbound messages into the session until stopped.
 async fn pump(
     adapter: Arc<dyn ChannelAdapter>,
+    leases: SharedLeases,
     out: mpsc::Sender<InboundItem>,
     stop: CancellationToken,
     (initial, max): (Duration, Duration),
 ) {
     let mut backoff = Backoff::new(initial, max);
+    let account = AccountKey::of(Some(&adapter.account()));
     loop {
+        let Some(lease_until) = leases.lock().expiry(&account, Instant::now()) else {
+            // The session stops this pump when the lease ends; until then, wait.
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+            }
+        };
         let next = tokio::select! {
             () = stop.cancelled() => return,
-            next = adapter.next_inbound() => next,
+            next = adapter.next_inbound(lease_until) => next,
         };
         match next {
             Ok(item) => {
@@ -289,8 +311,9 @@ async fn pump(
             }
             Err(e) => {
                 let wait = e.retry_after().unwrap_or_else(|| backoff.next_delay());
-                let account = AccountKey::of(Some(&adapter.account()));
-                if e.needs_operator() || !e.is_retryable() {
+                if matches!(e, AdapterError::LeaseEnding { .. }) {
+                    tracing::debug!(%account, error = %e, "waiting for the lease's renewal");
+                } else if e.needs_operator() || !e.is_retryable() {
                     tracing::error!(%account, error = %e, wait_ms = wait.as_millis() as u64, "inbound polling failed; fix the cause, retrying");
                 } else {
                     tracing::warn!(%account, error = %e, wait_ms = wait.as_millis() as u64, "inbound polling failed; retrying");

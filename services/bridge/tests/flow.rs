@@ -261,7 +261,8 @@ async fn polling_stops_when_the_lease_expires_and_resumes_with_a_new_one() {
         .await
         .unwrap();
     let gateway = common::FakeGateway::start(common::CREDENTIAL).await;
-    gateway.set_lease_ttl(Duration::from_millis(800));
+    // Long enough for one short long poll: a poll must end 1 s before the lease does.
+    gateway.set_lease_ttl(Duration::from_millis(2500));
     let bridge = RunningBridge::start(
         settings(&gateway.url(), common::CREDENTIAL),
         telegram_settings(&telegram, TOKEN),
@@ -273,7 +274,7 @@ async fn polling_stops_when_the_lease_expires_and_resumes_with_a_new_one() {
     gateway.wait_inbound(1).await;
 
     // No renewal: after expiry the message stays at Telegram.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2800)).await;
     telegram
         .inject_message(InjectMessage::private(42, "while not leased"))
         .unwrap();

@@ -124,6 +124,7 @@ async fn the_bot_token_never_appears_in_logs_or_errors() {
             text: "x".into(),
             reply_to: None,
             skip_chunks: 0,
+            lease_until: None,
         })
         .await
         .unwrap_err();

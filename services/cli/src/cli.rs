@@ -61,6 +61,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::pairing_cmd::PairingCommand,
     },
+    /// Channel accounts: which bridge replica serves each, traffic and errors.
+    Channels {
+        /// Which.
+        #[command(subcommand)]
+        command: crate::channels_cmd::ChannelsCommand,
+    },
     /// Gateway status: version, uptime, sessions, bridges, devices.
     Status(OperatorArgs),
     /// Gateway health: queues and bridges; exits non-zero if unhealthy or unreachable.

@@ -65,7 +65,14 @@ pub fn secret_refs(config: &Config) -> Vec<(String, &SecretRef)> {
         }
     }
     if let Some(tg) = &config.telegram {
-        out.push(("channels.telegram.botToken".to_owned(), &tg.bot_token));
+        for account in &tg.accounts {
+            let key = if account.id == "default" {
+                "channels.telegram.botToken".to_owned()
+            } else {
+                format!("channels.telegram.accounts.{}.botToken", account.id)
+            };
+            out.push((key, &account.bot_token));
+        }
     }
     out
 }

@@ -9,12 +9,14 @@
 //! | [`gateway_client`] | the operator WebSocket client |
 //! | [`device`] | this client's device key and device token |
 //! | [`operator_cmd`] | `pincer gateway probe`, `pincer status`, `pincer health`, `pincer devices …` |
+//! | [`channels_cmd`] | `pincer channels status`: which bridge replica serves each account |
 //! | [`pairing_cmd`] | `pincer pairing list|approve|reject|revoke`: chat senders' pairing codes |
 //! | [`config_cmd`] | `pincer config schema|validate` |
 //! | [`sandbox_cmd`] | `pincer sandbox exec|explain`: the jail and Docker backends from the command line |
 //! | [`web_cmd`] | `pincer web fetch`: the SSRF-guarded web fetch |
 //! | [`context`] | state dir, config path and profile resolution |
 
+pub mod channels_cmd;
 pub mod chat;
 pub mod cli;
 pub mod config_cmd;
@@ -92,6 +94,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Devices { command } => operator_cmd::devices(&ctx, &command).await,
         Command::Approvals { command } => operator_cmd::approvals(&ctx, &command).await,
         Command::Pairing { command } => pairing_cmd::run(&ctx, &command).await,
+        Command::Channels { command } => channels_cmd::run(&ctx, &command).await,
         Command::Sandbox { command } => sandbox_cmd::run(command).await,
         Command::Web { command } => web_cmd::run(&command).await,
     }

@@ -183,7 +183,11 @@ async fn start_all(
             "bridge",
             "pincer-bridge",
             &service_args,
-            env_for(vec![&tg.bot_token, &creds.bridge]),
+            env_for({
+                let mut refs: Vec<&SecretRef> = tg.accounts.iter().map(|a| &a.bot_token).collect();
+                refs.push(&creds.bridge);
+                refs
+            }),
         )?);
     }
     Ok(())

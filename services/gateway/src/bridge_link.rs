@@ -26,10 +26,15 @@ use crate::store::db::now_ms;
 use crate::store::outbox::NewDelivery;
 use crate::store::{Store, leases};
 
-/// How long a lease lasts without renewal.
-pub const LEASE_TTL: Duration = Duration::from_secs(30);
-/// How often leases are renewed.
-pub const LEASE_RENEW_EVERY: Duration = Duration::from_secs(10);
+pub use crate::bridge_status::{AccountActivity, AccountStatus};
+
+/// How long a lease lasts without renewal. A replica that stops answering (killed without a
+/// clean stream end, frozen, cut off) loses its accounts at most this long after the last
+/// renewal; a bridge never keeps a `getUpdates` long poll open past its lease's expiry, so
+/// the next holder cannot overlap with it.
+pub const LEASE_TTL: Duration = Duration::from_secs(5);
+/// How often leases are renewed (and expired ones handed to another replica).
+pub const LEASE_RENEW_EVERY: Duration = Duration::from_secs(1);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const RECEIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -41,10 +46,18 @@ struct Replica {
     held: HashMap<Account, u64>,
 }
 
+/// A delivery handed to a replica, waiting for its receipt.
+struct AwaitedReceipt {
+    replica: String,
+    account: Account,
+    done: oneshot::Sender<DeliveryReceipt>,
+}
+
 #[derive(Default)]
 struct HubState {
     replicas: HashMap<String, Replica>,
-    receipts: HashMap<String, oneshot::Sender<DeliveryReceipt>>,
+    receipts: HashMap<String, AwaitedReceipt>,
+    activity: HashMap<Account, AccountActivity>,
 }
 
 /// Why a delivery could not be handed to a bridge.
@@ -99,6 +112,66 @@ impl BridgeHub {
         async move { token.cancelled().await }
     }
 
+    /// Every known account: lease holder, connection, last traffic and errors.
+    pub async fn status(&self) -> Result<Vec<AccountStatus>, crate::store::db::StoreError> {
+        let rows = self.store.call(leases::list).await?;
+        let now = now_ms();
+        let state = self.lock();
+        let mut accounts: Vec<Account> = rows
+            .iter()
+            .map(|r| (r.channel.clone(), r.account_id.clone()))
+            .chain(
+                state
+                    .replicas
+                    .values()
+                    .flat_map(|r| r.offered.iter().cloned()),
+            )
+            .chain(state.activity.keys().cloned())
+            .collect();
+        accounts.sort();
+        accounts.dedup();
+        Ok(accounts
+            .into_iter()
+            .map(|account| {
+                let row = rows
+                    .iter()
+                    .find(|r| r.channel == account.0 && r.account_id == account.1);
+                let (replica, token, expires) = row.map_or((String::new(), 0, 0), |r| {
+                    (r.holder.clone(), r.fencing_token, r.expires_at_ms)
+                });
+                let connected = expires > now
+                    && state
+                        .replicas
+                        .get(&replica)
+                        .is_some_and(|r| r.held.contains_key(&account));
+                let mut offered_by: Vec<String> = state
+                    .replicas
+                    .iter()
+                    .filter(|(_, r)| r.offered.contains(&account))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                offered_by.sort();
+                let activity = state.activity.get(&account).cloned().unwrap_or_default();
+                let (last_error_at_ms, last_error) = activity
+                    .last_error
+                    .map_or((None, None), |(at, e)| (Some(at), Some(e)));
+                AccountStatus {
+                    channel: account.0,
+                    account_id: account.1,
+                    replica,
+                    fencing_token: token,
+                    lease_expires_at_ms: expires,
+                    connected,
+                    offered_by,
+                    last_inbound_at_ms: activity.last_inbound_at_ms,
+                    last_outbound_at_ms: activity.last_outbound_at_ms,
+                    last_error_at_ms,
+                    last_error,
+                }
+            })
+            .collect())
+    }
+
     /// Number of connected replicas.
     pub fn replica_count(&self) -> usize {
         self.lock().replicas.len()
@@ -124,7 +197,20 @@ impl BridgeHub {
                 ));
             };
             let (done, rx) = oneshot::channel();
-            state.receipts.insert(delivery_id.to_owned(), done);
+            let replica = state
+                .replicas
+                .iter()
+                .find(|(_, r)| r.held.contains_key(&account))
+                .map(|(id, _)| id.clone())
+                .unwrap_or_default();
+            state.receipts.insert(
+                delivery_id.to_owned(),
+                AwaitedReceipt {
+                    replica,
+                    account: account.clone(),
+                    done,
+                },
+            );
             let frame = BridgeDown {
                 kind: Some(Down::Delivery(Delivery {
                     delivery_id: delivery_id.to_owned(),
@@ -300,6 +386,11 @@ impl BridgeHub {
             })
             .await
             .map_err(|e| Status::unavailable(format!("cannot store the message: {e}")))?;
+        self.lock()
+            .activity
+            .entry(key)
+            .or_default()
+            .last_inbound_at_ms = Some(now_ms());
         Ok(InboundAck {
             account: Some(account),
             platform_message_id: msg.platform_message_id,
@@ -308,28 +399,41 @@ impl BridgeHub {
     }
 
     fn on_receipt(&self, receipt: DeliveryReceipt) {
-        if let Some(done) = self.lock().receipts.remove(&receipt.delivery_id) {
-            let _ = done.send(receipt);
+        let mut state = self.lock();
+        if let Some(awaited) = state.receipts.remove(&receipt.delivery_id) {
+            let activity = state.activity.entry(awaited.account).or_default();
+            if receipt.ok {
+                activity.last_outbound_at_ms = Some(now_ms());
+            } else {
+                activity.last_error = Some((now_ms(), receipt.error.clone()));
+            }
+            let _ = awaited.done.send(receipt);
         }
     }
 
+    /// Forgets a replica whose stream ended. Deliveries waiting for its receipts fail at
+    /// once (they are retried, on another replica if need be). Its leases are not released:
+    /// they run out on their own (at most [`LEASE_TTL`] after the last renewal), because a
+    /// replica whose stream broke (frozen, cut off, or a keepalive timeout) may still be
+    /// polling until its own copy of the lease ends, and a drained shutdown looks the same
+    /// from here.
     async fn disconnect(&self, replica: &str) {
-        let held: Vec<Account> = match self.lock().replicas.remove(replica) {
-            Some(r) => r.held.into_keys().collect(),
-            None => return,
-        };
-        for (ch, acct) in held {
-            let holder = replica.to_owned();
-            if let Err(e) = self
-                .store
-                .call(move |c| leases::release(c, &ch, &acct, &holder))
-                .await
-            {
-                tracing::error!(error = %e, "cannot release lease");
+        let held = {
+            let mut state = self.lock();
+            state
+                .receipts
+                .retain(|_, awaited| awaited.replica != replica);
+            match state.replicas.remove(replica) {
+                Some(r) => r.held.len(),
+                None => return,
             }
-        }
-        tracing::info!(replica, "bridge replica disconnected");
-        self.assign_leases().await;
+        };
+        tracing::warn!(
+            replica,
+            accounts = held,
+            lease_ttl_s = LEASE_TTL.as_secs(),
+            "bridge replica disconnected; its accounts move once their leases expire"
+        );
     }
 }
 

@@ -9,6 +9,7 @@
 //! | [`access`] | pure: client address, rate limits, origins, method scopes, device pairing |
 //! | [`store`] | SQLite (WAL): sessions, transcripts, inbound queue, outbox, leases |
 //! | [`bridge_link`] | `BridgeService`: bridge replicas, leases, inbound → store → ack, deliveries |
+//! | `bridge_status.rs` | per-account status rows for `channels.status` |
 //! | [`agent_link`] | `GatewayService` for agents (history) and the agent client |
 //! | [`turns`] | runs queued messages as agent turns, records outcomes atomically |
 //! | [`approvals`] | exec approvals: binding, the book, waiting for the owner |
@@ -22,6 +23,7 @@ pub mod access;
 pub mod agent_link;
 pub mod approvals;
 pub mod bridge_link;
+mod bridge_status;
 pub mod delivery;
 pub mod error;
 pub mod grants;

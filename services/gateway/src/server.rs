@@ -198,7 +198,11 @@ pub async fn run(
         ServiceName::Executor,
         secrets.executor_credential.clone(),
     )]);
+    // HTTP/2 PINGs are the replicas' heartbeat: a bridge that stops answering (frozen,
+    // cut off) loses its stream within ~3 s, and its leases stop being renewed.
     let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(2)))
         .add_service(BridgeServiceServer::with_interceptor(
             BridgeLink::new(Arc::clone(&hub)),
             bridge_auth,

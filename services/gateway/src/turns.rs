@@ -22,7 +22,7 @@ use crate::routing::ChatKind;
 use crate::senders::SenderClass;
 use crate::store::Store;
 use crate::store::db::now_ms;
-use crate::store::inbound::{Completion, PendingInbound, complete, pending};
+use crate::store::inbound::{Completion, PendingInbound, complete, is_pending, pending};
 use crate::store::outbox::NewDelivery;
 use crate::turn_events::{TurnEvents, TurnUpdate, event_key};
 
@@ -146,6 +146,14 @@ impl TurnRunner {
         msg: &PendingInbound,
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
+        // The batch this message came from may predate the end of an earlier turn for it
+        // (that turn finished between the read and now): never run a message twice.
+        let id = msg.id;
+        match self.store.call(move |c| is_pending(c, id)).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => return Err(format!("cannot read the inbound queue: {e}")),
+        }
         let key = event_key(&msg.channel, &msg.account_id, &msg.platform_message_id);
         let turn_id = format!("turn-{}", uuid::Uuid::new_v4().simple());
         if msg.chat_kind != ChatKind::Operator {

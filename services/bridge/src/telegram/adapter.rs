@@ -6,7 +6,7 @@
 //! [`super::offsets`]). Outbound: `sendMessage` in 4096-UTF-16-unit chunks, the first one
 //! replying to the original message; `sendChatAction typing`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -85,6 +85,26 @@ struct PollState {
 const BATCH: u32 = 100;
 /// Extra HTTP time over the long-poll timeout before the request counts as hung.
 const POLL_GRACE: Duration = Duration::from_secs(10);
+/// How long before the lease's end every long poll must be over (Telegram ends a poll at
+/// its `timeout`; the margin covers the request's transit and scheduling).
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
+/// The `getUpdates` timeout to use so the poll ends [`LEASE_MARGIN`] before `lease_until`:
+/// the configured timeout, shortened to whole seconds of what is left (0: a short poll).
+/// `None` when not even a short poll fits.
+pub(crate) fn poll_timeout_within(
+    configured: Duration,
+    lease_until: Instant,
+    now: Instant,
+) -> Option<Duration> {
+    let left = lease_until
+        .checked_duration_since(now)?
+        .checked_sub(LEASE_MARGIN)?;
+    if left.is_zero() {
+        return None;
+    }
+    Some(configured.min(Duration::from_secs(left.as_secs())))
+}
 
 impl TelegramAdapter {
     /// An adapter for one bot. Does no I/O (`getMe` runs on the first poll).
@@ -137,7 +157,7 @@ impl TelegramAdapter {
         Ok(updates)
     }
 
-    async fn next_inbound_inner(&self) -> Result<InboundItem, AdapterError> {
+    async fn next_inbound_inner(&self, lease_until: Instant) -> Result<InboundItem, AdapterError> {
         let bot = self.identity().await?;
         let mut state = self.poll.lock().await;
         loop {
@@ -168,10 +188,12 @@ impl TelegramAdapter {
                 }
                 continue;
             }
-            let updates = self
-                .get_updates(&mut state, self.poll_timeout, BATCH)
-                .await?;
-            if updates.is_empty() && self.poll_timeout.is_zero() {
+            let timeout = poll_timeout_within(self.poll_timeout, lease_until, Instant::now())
+                .ok_or(AdapterError::LeaseEnding {
+                    margin_ms: LEASE_MARGIN.as_millis() as u64,
+                })?;
+            let updates = self.get_updates(&mut state, timeout, BATCH).await?;
+            if updates.is_empty() && timeout.is_zero() {
                 // Without long polling an empty answer comes back at once: do not spin.
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -230,7 +252,11 @@ impl TelegramAdapter {
                     }
                 }),
             };
-            match self.api.call::<SentMessage>("sendMessage", &request).await {
+            let sent_message = self
+                .api
+                .call_until::<SentMessage>("sendMessage", &request, out.lease_until)
+                .await;
+            match sent_message {
                 Ok(m) => sent.push(format!("{}:{}", m.chat.id, m.message_id)),
                 Err(e) => {
                     return Err(SendFailure {
@@ -276,8 +302,11 @@ impl ChannelAdapter for TelegramAdapter {
         self.account.clone()
     }
 
-    fn next_inbound(&self) -> BoxFuture<'_, Result<InboundItem, AdapterError>> {
-        self.next_inbound_inner().boxed()
+    fn next_inbound(
+        &self,
+        lease_until: Instant,
+    ) -> BoxFuture<'_, Result<InboundItem, AdapterError>> {
+        self.next_inbound_inner(lease_until).boxed()
     }
 
     fn send(&self, text: OutboundText) -> BoxFuture<'_, Result<SentRefs, SendFailure>> {
@@ -347,6 +376,33 @@ fn reply_message_id(platform_message_id: &str, chat_id: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_polls_end_before_the_lease() {
+        let now = Instant::now();
+        let thirty = Duration::from_secs(30);
+        let at = |ms: u64| now + Duration::from_millis(ms);
+        assert_eq!(
+            poll_timeout_within(thirty, at(4_900), now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            poll_timeout_within(Duration::from_secs(2), at(60_000), now),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            poll_timeout_within(thirty, at(1_500), now),
+            Some(Duration::ZERO),
+            "a short poll still fits"
+        );
+        assert_eq!(poll_timeout_within(thirty, at(1_000), now), None);
+        assert_eq!(poll_timeout_within(thirty, at(300), now), None);
+        assert_eq!(
+            poll_timeout_within(thirty, now, at(10)),
+            None,
+            "already over"
+        );
+    }
 
     #[test]
     fn targets_are_parsed() {

@@ -5,7 +5,7 @@
 //! reqwest error is stripped with `without_url()` before it is stored; no URL is ever
 //! logged. Errors carry the method name and Telegram's `description`, never the token.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pincer_runtime::Secret;
 use reqwest::StatusCode;
@@ -14,6 +14,9 @@ use serde::de::DeserializeOwned;
 
 use super::wire::ApiResponse;
 use crate::backoff::Backoff;
+
+/// How long before the lease's end the last send attempt may start.
+pub const SEND_MARGIN: Duration = Duration::from_millis(500);
 
 /// How calls are retried.
 #[derive(Debug, Clone)]
@@ -70,6 +73,15 @@ pub enum TelegramError {
         /// Telegram's description.
         description: String,
     },
+    /// Not sent: this replica's lease on the account ended before the (next) attempt.
+    #[error(
+        "Telegram {method}: not sent: this bridge replica's lease on the account has ended; \
+         the gateway retries the delivery through the account's current holder"
+    )]
+    LeaseEnded {
+        /// The Bot API method.
+        method: &'static str,
+    },
     /// 5xx.
     #[error("Telegram {method}: server error {status}: {description}")]
     Server {
@@ -125,6 +137,7 @@ impl TelegramError {
                 | Self::RateLimited { .. }
                 | Self::Conflict { .. }
                 | Self::Server { .. }
+                | Self::LeaseEnded { .. }
         )
     }
 
@@ -218,9 +231,24 @@ impl BotApi {
         method: &'static str,
         body: &(impl Serialize + Sync),
     ) -> Result<T, TelegramError> {
+        self.call_until(method, body, None).await
+    }
+
+    /// [`Self::call`], but no attempt starts later than [`SEND_MARGIN`] before `deadline`
+    /// (the end of the account's lease): a replica that was frozen or cut off while it
+    /// waited to retry must not send once another replica may hold the account.
+    pub async fn call_until<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        body: &(impl Serialize + Sync),
+        deadline: Option<Instant>,
+    ) -> Result<T, TelegramError> {
         let mut backoff = Backoff::new(self.policy.initial_backoff, self.policy.max_backoff);
         let mut attempt = 1;
         loop {
+            if deadline.is_some_and(|d| Instant::now() + SEND_MARGIN >= d) {
+                return Err(TelegramError::LeaseEnded { method });
+            }
             let error = match self.call_once(method, body, CALL_TIMEOUT).await {
                 Ok(value) => return Ok(value),
                 Err(e) => e,

@@ -36,6 +36,7 @@ const OPERATOR_METHODS: &[(&str, &str)] = &[
     ("health", "read"),
     ("status", "read"),
     ("devices.self", "read"),
+    ("channels.status", "read"),
     ("chat.send", "write"),
     ("devices.list", "pairing"),
     ("devices.approve", "pairing"),

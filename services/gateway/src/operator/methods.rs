@@ -94,6 +94,7 @@ pub async fn call(
             "scopes": session.scopes.names(),
         })),
         "config.get" => Ok(config_summary(state)),
+        "channels.status" => channels_status(state).await,
         "devices.list" => devices_list(state).await,
         "devices.approve" | "devices.reject" | "devices.revoke" | "devices.rotate" => {
             devices_change(state, session, method, params).await
@@ -138,6 +139,15 @@ fn parse<T: DeserializeOwned>(
 
 fn unavailable(e: impl std::fmt::Display) -> (ErrorCode, String, Option<Value>) {
     (ErrorCode::Unavailable, e.to_string(), None)
+}
+
+async fn channels_status(state: &OperatorState) -> Answer {
+    let accounts = state.hub.status().await.map_err(unavailable)?;
+    Ok(json!({
+        "accounts": accounts,
+        "bridges": state.hub.replica_count(),
+        "atMs": now_ms(),
+    }))
 }
 
 async fn health(state: &OperatorState) -> Answer {

@@ -162,6 +162,18 @@ pub fn pending(conn: &mut Connection, limit: u32) -> Result<Vec<PendingInbound>,
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// True while the message still waits for its turn (not done or ignored).
+pub fn is_pending(conn: &mut Connection, id: i64) -> Result<bool, StoreError> {
+    let state: Option<String> = conn
+        .query_row(
+            "SELECT state FROM inbound WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(state.as_deref() == Some("pending"))
+}
+
 /// How a completed turn is recorded.
 #[derive(Debug, Clone)]
 pub struct Completion {

@@ -68,6 +68,39 @@ pub fn release(
     Ok(())
 }
 
+/// One row of the lease table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    /// Channel.
+    pub channel: String,
+    /// Account.
+    pub account_id: String,
+    /// The replica that holds (or last held) it.
+    pub holder: String,
+    /// Its token.
+    pub fencing_token: u64,
+    /// Until when (0 after a release).
+    pub expires_at_ms: i64,
+}
+
+/// Every account that was ever leased, by channel and account.
+pub fn list(conn: &mut Connection) -> Result<Vec<LeaseRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT channel, account_id, holder, fencing_token, expires_at_ms FROM leases ORDER BY channel, account_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let token: i64 = r.get(3)?;
+        Ok(LeaseRow {
+            channel: r.get(0)?,
+            account_id: r.get(1)?,
+            holder: r.get(2)?,
+            fencing_token: u64::try_from(token).unwrap_or(0),
+            expires_at_ms: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +124,9 @@ mod tests {
                 release(c, "telegram", "default", "r2")?;
                 let back = acquire(c, "telegram", "default", "r1", 1201, 100)?.unwrap();
                 assert_eq!(back.fencing_token, 3);
+                let rows = list(c)?;
+                assert_eq!(rows.len(), 1);
+                assert_eq!((rows[0].holder.as_str(), rows[0].fencing_token), ("r1", 3));
                 Ok(())
             })
             .await

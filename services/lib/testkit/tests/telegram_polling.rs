@@ -139,6 +139,7 @@ async fn long_poll_times_out_empty() {
 #[tokio::test]
 async fn a_second_poller_terminates_the_first_with_409() {
     let fake = fake().await;
+    assert_eq!(fake.get_updates_conflicts(), 0);
     let url = format!("{}/getUpdates", fake.bot_url());
     let first = tokio::spawn(async move {
         let response = client()
@@ -163,6 +164,7 @@ async fn a_second_poller_terminates_the_first_with_409() {
     );
     assert_eq!(second_status, 200);
     assert_eq!(second["result"], json!([]));
+    assert_eq!(fake.get_updates_conflicts(), 1, "the overlap is counted");
 }
 
 #[tokio::test]

@@ -235,3 +235,52 @@ fn the_documented_example_is_valid() {
     assert!(a.mention_patterns[0].is_match("hi Pincer"));
     assert_eq!(config.session.dm_scope, DmScope::Main);
 }
+
+#[test]
+fn several_telegram_accounts_each_with_its_token() {
+    let c = with(
+        r#"{ botToken: "${TG_MAIN}", apiBaseUrl: "http://127.0.0.1:1",
+             accounts: { support: { botToken: "${TG_SUPPORT}" },
+                         sales_2: { botToken: "${TG_SALES}", apiBaseUrl: "http://127.0.0.1:2" } } }"#,
+        "{}",
+    )
+    .unwrap();
+    let accounts = c.telegram.unwrap().accounts;
+    let ids: Vec<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["default", "sales_2", "support"]);
+    assert_eq!(accounts[1].api_base_url.as_str(), "http://127.0.0.1:2/");
+    assert_eq!(accounts[2].api_base_url.as_str(), "http://127.0.0.1:1/");
+
+    let only_named = with(r#"{ accounts: { a: { botToken: "${A}" } } }"#, "{}").unwrap();
+    let ids: Vec<String> = only_named
+        .telegram
+        .unwrap()
+        .accounts
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ids, ["a"]);
+}
+
+#[test]
+fn telegram_accounts_are_checked() {
+    let found = issues(
+        r#"{ botToken: "${T}", accounts: { default: { botToken: "${U}" }, "a b": { botToken: "${V}" } } }"#,
+        "{}",
+    );
+    assert_eq!(
+        paths(&found),
+        [
+            "channels.telegram.accounts.a b",
+            "channels.telegram.accounts.default"
+        ]
+    );
+    let found = issues("{ dmPolicy: \"pairing\" }", "{}");
+    assert_eq!(paths(&found), ["channels.telegram.botToken"]);
+    let err = with(
+        r#"{ accounts: { a: { botToken: "${A}", pollTimeoutSeconds: 3 } } }"#,
+        "{}",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("pollTimeoutSeconds"), "{err}");
+}

@@ -15,4 +15,4 @@ pub mod validate;
 
 pub use load::{ConfigError, load_config, parse_config, schema_json};
 pub use raw::RawConfig;
-pub use validate::{Config, ConfigIssue};
+pub use validate::{Config, ConfigIssue, TelegramAccountConfig};

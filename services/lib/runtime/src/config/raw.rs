@@ -351,12 +351,17 @@ pub struct RawTelegram {
     /// Serve this channel (default true when the section exists).
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// The bot token from @BotFather. Only the bridge resolves it.
+    /// The bot token from @BotFather: the account `default`. Only the bridge resolves it.
     #[serde(default)]
     pub bot_token: Option<SecretRef>,
     /// Bot API root (default `https://api.telegram.org`).
     #[serde(default)]
     pub api_base_url: Option<String>,
+    /// More bots, by account id (letters, digits, `-`, `_`; at most 64 characters), each
+    /// with its own token. They share this section's access settings. Every bridge replica
+    /// offers every account; the gateway leases each one to a single replica.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, RawTelegramAccount>,
     /// Who may DM the bot: `pairing` (default: strangers get a one-time code for the
     /// owner to approve), `allowlist`, `open` (requires `"*"` in `allowFrom`) or `disabled`.
     #[serde(default)]
@@ -390,6 +395,17 @@ pub struct RawTelegram {
     /// Long-poll timeout in seconds (default 30).
     #[serde(default)]
     pub poll_timeout_seconds: Option<u32>,
+}
+
+/// `channels.telegram.accounts.<id>`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTelegramAccount {
+    /// This bot's token from @BotFather.
+    pub bot_token: SecretRef,
+    /// Bot API root (default: the channel's `apiBaseUrl`).
+    #[serde(default)]
+    pub api_base_url: Option<String>,
 }
 
 /// `channels.<ch>.dmPolicy`.

@@ -135,14 +135,23 @@ pub struct AgentConfig {
 /// `channels.telegram`.
 #[derive(Debug, Clone)]
 pub struct TelegramConfig {
-    /// The bot token reference (resolved only by the bridge).
-    pub bot_token: SecretRef,
-    /// The Bot API root.
-    pub api_base_url: Url,
+    /// The bots: `default` (from `botToken`) and `accounts`, sorted by id; never empty.
+    pub accounts: Vec<TelegramAccountConfig>,
     /// Who may reach the assistant: DM and group policies, owners, mentions.
     pub access: ChannelAccessConfig,
     /// Long-poll timeout.
     pub poll_timeout: Duration,
+}
+
+/// One Telegram bot.
+#[derive(Debug, Clone)]
+pub struct TelegramAccountConfig {
+    /// The account id (`default` for `channels.telegram.botToken`).
+    pub id: String,
+    /// The bot token reference (resolved only by the bridge).
+    pub bot_token: SecretRef,
+    /// The Bot API root.
+    pub api_base_url: Url,
 }
 
 /// `tools.exec`.
@@ -609,10 +618,6 @@ fn validate_telegram(t: &RawTelegram, issues: &mut Issues) -> Option<TelegramCon
         return None;
     }
     let base = "channels.telegram";
-    let Some(bot_token) = t.bot_token.clone() else {
-        issues.add(&format!("{base}.botToken"), "is missing", "set it to the token from @BotFather, e.g. \"${TELEGRAM_BOT_TOKEN}\", or set enabled: false");
-        return None;
-    };
     let api_base_url = http_url(
         t.api_base_url
             .as_deref()
@@ -620,6 +625,7 @@ fn validate_telegram(t: &RawTelegram, issues: &mut Issues) -> Option<TelegramCon
         &format!("{base}.apiBaseUrl"),
         issues,
     )?;
+    let accounts = telegram_accounts(t, &api_base_url, issues)?;
     let access = validate_access(
         RawAccess {
             dm_policy: t.dm_policy,
@@ -644,11 +650,68 @@ fn validate_telegram(t: &RawTelegram, issues: &mut Issues) -> Option<TelegramCon
         );
     }
     Some(TelegramConfig {
-        bot_token,
-        api_base_url,
+        accounts,
         access,
         poll_timeout: Duration::from_secs(u64::from(poll)),
     })
+}
+
+/// The default account (`botToken`) and the named ones (`accounts`).
+fn telegram_accounts(
+    t: &RawTelegram,
+    api_base_url: &Url,
+    issues: &mut Issues,
+) -> Option<Vec<TelegramAccountConfig>> {
+    let base = "channels.telegram";
+    let mut accounts = Vec::new();
+    if let Some(bot_token) = &t.bot_token {
+        accounts.push(TelegramAccountConfig {
+            id: "default".to_owned(),
+            bot_token: bot_token.clone(),
+            api_base_url: api_base_url.clone(),
+        });
+    }
+    for (id, account) in &t.accounts {
+        let path = format!("{base}.accounts.{id}");
+        let valid_id = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_id {
+            issues.add(
+                &path,
+                "is not a valid account id",
+                "use 1 to 64 letters, digits, '-' or '_'",
+            );
+            continue;
+        }
+        if id == "default" && t.bot_token.is_some() {
+            issues.add(
+                &path,
+                "repeats the account of channels.telegram.botToken",
+                "rename it, or move its token to botToken",
+            );
+            continue;
+        }
+        let url = match &account.api_base_url {
+            Some(url) => http_url(url, &format!("{path}.apiBaseUrl"), issues),
+            None => Some(api_base_url.clone()),
+        };
+        if let Some(api_base_url) = url {
+            accounts.push(TelegramAccountConfig {
+                id: id.clone(),
+                bot_token: account.bot_token.clone(),
+                api_base_url,
+            });
+        }
+    }
+    if t.bot_token.is_none() && t.accounts.is_empty() {
+        issues.add(&format!("{base}.botToken"), "is missing", "set it to the token from @BotFather, e.g. \"${TELEGRAM_BOT_TOKEN}\", add bots under accounts, or set enabled: false");
+        return None;
+    }
+    accounts.sort_by(|a, b| a.id.cmp(&b.id));
+    Some(accounts)
 }
 
 fn validate_web_fetch(raw: &RawWebFetchTool, issues: &mut Issues) -> WebFetchToolConfig {

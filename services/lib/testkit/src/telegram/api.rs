@@ -125,7 +125,12 @@ async fn get_updates(shared: &Shared, params: &Params) -> Result<Value, ApiError
         tokio::select! {
             reason = &mut terminated => {
                 // A dropped sender means the fake is shutting down: answer empty.
-                break reason.map_or(Ok(Vec::new()), |reason| Err(ApiError::new(409, reason)));
+                break reason.map_or(Ok(Vec::new()), |reason| {
+                    if reason == TERMINATED_BY_GET_UPDATES {
+                        shared.conflicts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Err(ApiError::new(409, reason))
+                });
             }
             () = &mut deadline => break Ok(Vec::new()),
             _ = stop.wait_for(|stop| *stop) => break Ok(Vec::new()),

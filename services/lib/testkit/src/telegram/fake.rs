@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     /// Bumped whenever the bot sends a message, to wake `wait_for_sent`.
     pub(crate) sent: watch::Sender<usize>,
     pub(crate) stop: watch::Receiver<bool>,
+    /// `getUpdates` calls answered 409 because another `getUpdates` overlapped them.
+    pub(crate) conflicts: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -88,6 +90,7 @@ impl FakeTelegram {
             updates: watch::channel(0).0,
             sent: watch::channel(0).0,
             stop: stop_rx,
+            conflicts: std::sync::atomic::AtomicUsize::new(0),
         });
         let router = Router::new()
             .route("/_fake/health", get(control::health))
@@ -124,6 +127,14 @@ impl FakeTelegram {
     /// `allowed_updates` exclude messages, as Telegram would then never deliver it).
     pub fn inject_message(&self, message: InjectMessage) -> Result<i64, TestkitError> {
         self.shared.inject(message)
+    }
+
+    /// How many `getUpdates` long polls were ended with 409 Conflict because a newer
+    /// `getUpdates` for the token arrived while they waited: two pollers overlapped.
+    pub fn get_updates_conflicts(&self) -> usize {
+        self.shared
+            .conflicts
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Messages the bot sent, oldest first.
@@ -178,6 +189,11 @@ impl FakeTelegram {
     /// Several failures for one method are returned in order.
     pub fn fail_next(&self, method: &str, failure: FakeFailure) {
         lock(&self.shared.inner).bot.fail_next(method, failure);
+    }
+
+    /// Failures queued with [`Self::fail_next`] for `method` that no call has hit yet.
+    pub fn failures_left(&self, method: &str) -> usize {
+        lock(&self.shared.inner).bot.failures_left(method)
     }
 
     /// Stops the server; pending long polls return an empty result first.

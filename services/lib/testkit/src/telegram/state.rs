@@ -86,6 +86,12 @@ impl BotState {
         self.updates.len()
     }
 
+    pub(crate) fn failures_left(&self, method: &str) -> usize {
+        self.failures
+            .get(&method.to_ascii_lowercase())
+            .map_or(0, VecDeque::len)
+    }
+
     pub(crate) fn fail_next(&mut self, method: &str, failure: FakeFailure) {
         self.failures
             .entry(method.to_ascii_lowercase())
