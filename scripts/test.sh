@@ -29,7 +29,7 @@ tier() { # name command...
 if [ "${PINCER_SKIP_DOCKER:-0}" != 1 ]; then
   tier "setup (docker engine, compose, base image)" bash scripts/setup-docker.sh
 fi
-tier "setup (real peers: nginx)" bash scripts/setup-peers.sh
+tier "setup (real peers: nginx, ngircd, dovecot, opensmtpd, synapse)" bash scripts/setup-peers.sh
 tier "format" cargo fmt --all --check
 tier "lint (clippy -D warnings)" cargo clippy --workspace --all-targets --locked -- -D warnings
 tier "build (service binaries)" cargo build --workspace --bins --locked

@@ -157,6 +157,9 @@ pub enum AdapterError {
     /// The Telegram Bot API call failed.
     #[error(transparent)]
     Telegram(#[from] TelegramError),
+    /// A call to another platform (IRC, e-mail, Matrix) failed.
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
     /// The lease ends too soon to start another poll; the caller waits for its renewal.
     #[error(
         "the account's lease ends in less than {margin_ms} ms; not polling until it is renewed"
@@ -179,11 +182,65 @@ pub enum AdapterError {
     },
 }
 
+/// Why a call to a platform other than Telegram failed. The message never contains a
+/// secret (password, access token).
+#[derive(Debug, thiserror::Error)]
+#[error("{channel}: {message}")]
+pub struct PlatformError {
+    /// The channel, e.g. `irc`.
+    pub channel: &'static str,
+    /// What failed, for logs and receipts.
+    pub message: String,
+    /// Trying again later may succeed.
+    pub retryable: bool,
+    /// Retrying will not help until an operator acts (wrong password, banned).
+    pub needs_operator: bool,
+    /// How long the platform asked us to wait, if it did.
+    pub retry_after: Option<Duration>,
+}
+
+impl PlatformError {
+    /// A transient failure (network, server busy): retried with backoff.
+    pub fn transient(channel: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            channel,
+            message: message.into(),
+            retryable: true,
+            needs_operator: false,
+            retry_after: None,
+        }
+    }
+
+    /// A failure retrying cannot fix (a bad request).
+    pub fn permanent(channel: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            retryable: false,
+            ..Self::transient(channel, message)
+        }
+    }
+
+    /// A failure only the operator can fix (credentials refused): retried slowly, logged
+    /// at error level.
+    pub fn operator(channel: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            needs_operator: true,
+            ..Self::transient(channel, message)
+        }
+    }
+
+    /// The same failure, with the wait the platform asked for.
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+}
+
 impl AdapterError {
     /// True when trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Telegram(e) => e.is_retryable(),
+            Self::Platform(e) => e.retryable,
             Self::LeaseEnding { .. } => true,
             Self::BadTarget { .. } => false,
         }
@@ -194,6 +251,7 @@ impl AdapterError {
     pub fn needs_operator(&self) -> bool {
         match self {
             Self::Telegram(e) => e.needs_operator(),
+            Self::Platform(e) => e.needs_operator,
             Self::LeaseEnding { .. } | Self::BadTarget { .. } => false,
         }
     }
@@ -202,6 +260,7 @@ impl AdapterError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Telegram(e) => e.retry_after(),
+            Self::Platform(e) => e.retry_after,
             Self::LeaseEnding { .. } => Some(Duration::from_millis(200)),
             Self::BadTarget { .. } => None,
         }

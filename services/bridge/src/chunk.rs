@@ -13,6 +13,8 @@ pub enum LengthUnit {
     Utf16,
     /// Unicode scalar values.
     Chars,
+    /// UTF-8 bytes (IRC lines).
+    Utf8,
 }
 
 impl LengthUnit {
@@ -20,6 +22,7 @@ impl LengthUnit {
         match self {
             Self::Utf16 => c.len_utf16(),
             Self::Chars => 1,
+            Self::Utf8 => c.len_utf8(),
         }
     }
 

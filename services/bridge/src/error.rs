@@ -11,8 +11,8 @@ use crate::telegram::TelegramError;
 pub enum BridgeError {
     /// No chat platform is configured.
     #[error(
-        "no chat channel is configured for the bridge; set channels.telegram (botToken, \
-         dmPolicy, allowFrom) in the config"
+        "no chat channel is configured for the bridge; set channels.telegram, channels.irc, \
+         channels.email or channels.matrix in the config (see docs/channels.md)"
     )]
     NoChannel,
     /// `PINCER_BRIDGE_REPLICA_ID` is too long.
@@ -44,4 +44,35 @@ pub enum BridgeError {
     /// The Telegram client could not be set up.
     #[error(transparent)]
     Telegram(#[from] TelegramError),
+    /// Another platform's adapter could not be set up (bad settings).
+    #[error("cannot set up the channel {}", .0)]
+    Adapter(#[from] crate::adapter::PlatformError),
+    /// An adapter refused its settings.
+    #[error("cannot set up a channel adapter: {0}")]
+    AdapterSetup(#[source] crate::adapter::AdapterError),
+    /// The Telegram webhook settings are unusable.
+    #[error(transparent)]
+    Webhook(#[from] crate::telegram::WebhookError),
+    /// The webhook listener could not be bound.
+    #[error(
+        "cannot listen for Telegram webhooks on {addr} (channels.telegram.webhook.listen): {source}"
+    )]
+    WebhookListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `caFile` could not be read.
+    #[error("cannot read {key} {path:?}: {source}")]
+    CaFile {
+        /// The config key.
+        key: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::{LEASE_TOKEN, RunningBridge, Stack, WAIT, settings, telegram_settings};
 use pincer_bridge::chunk::{LengthUnit, split_text};
 use pincer_proto::v1::ChatKind;
-use pincer_testkit::telegram::{FakeFailure, InjectMessage};
+use pincer_testkit::telegram::{AttachmentKind, FakeFailure, InjectAttachment, InjectMessage};
 
 const TOKEN: &str = "424242:flow-test-token";
 
@@ -295,4 +295,43 @@ async fn polling_stops_when_the_lease_expires_and_resumes_with_a_new_one() {
     assert_eq!(inbound[1].text, "while not leased");
     assert_eq!(inbound[1].fencing_token, LEASE_TOKEN + 1);
     bridge.stop().await;
+}
+
+#[tokio::test]
+async fn a_photo_with_a_caption_arrives_as_a_media_reference() {
+    let stack = Stack::start(TOKEN).await;
+    stack
+        .telegram
+        .inject_message(
+            InjectMessage::supergroup(-100_778, 44, "@pincer_bot what is this?")
+                .with_attachment(InjectAttachment::photo("photo-file-1", 123_456)),
+        )
+        .unwrap();
+    let m = stack.gateway.wait_inbound(1).await.remove(0);
+    assert_eq!(m.text, "@pincer_bot what is this?", "the caption");
+    assert!(m.mentions_bot, "mentions come from caption_entities");
+    assert_eq!(m.media.len(), 1);
+    let photo = &m.media[0];
+    assert_eq!(photo.kind, "image");
+    assert_eq!(photo.platform_file_id, "photo-file-1", "the largest size");
+    assert_eq!(photo.size_bytes, 123_456);
+    assert_eq!(photo.mime_type, "image/jpeg");
+
+    // Without a caption the text is empty but the message still arrives.
+    stack
+        .telegram
+        .inject_message(
+            InjectMessage::private(42, "").with_attachment(InjectAttachment::file(
+                AttachmentKind::Voice,
+                "voice-1",
+                "audio/ogg",
+                999,
+            )),
+        )
+        .unwrap();
+    let v = stack.gateway.wait_inbound(2).await.remove(1);
+    assert_eq!(v.text, "");
+    assert_eq!(v.media[0].kind, "voice");
+    assert_eq!(v.media[0].mime_type, "audio/ogg");
+    stack.bridge.stop().await;
 }

@@ -64,16 +64,7 @@ pub fn secret_refs(config: &Config) -> Vec<(String, &SecretRef)> {
             out.push((format!("models.providers.{id}.apiKey"), key));
         }
     }
-    if let Some(tg) = &config.telegram {
-        for account in &tg.accounts {
-            let key = if account.id == "default" {
-                "channels.telegram.botToken".to_owned()
-            } else {
-                format!("channels.telegram.accounts.{}.botToken", account.id)
-            };
-            out.push((key, &account.bot_token));
-        }
-    }
+    out.extend(config.channel_secrets());
     out
 }
 

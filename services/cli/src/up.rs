@@ -176,7 +176,7 @@ async fn start_all(
         }),
     )?);
     wait_ready(gateway_addr(config)?).await?;
-    if let Some(tg) = &config.telegram {
+    if config.has_channels() {
         running.push(spawn(
             ctx,
             bin_dir,
@@ -184,7 +184,11 @@ async fn start_all(
             "pincer-bridge",
             &service_args,
             env_for({
-                let mut refs: Vec<&SecretRef> = tg.accounts.iter().map(|a| &a.bot_token).collect();
+                let mut refs: Vec<&SecretRef> = config
+                    .channel_secrets()
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .collect();
                 refs.push(&creds.bridge);
                 refs
             }),

@@ -137,10 +137,11 @@ pub async fn run(
     let inbound_ready = Arc::new(tokio::sync::Notify::new());
     // Only configured chat channels have a policy; anything else (including a bridge
     // claiming the "operator" channel) is ignored.
-    let mut policies = HashMap::new();
-    if let Some(tg) = &config.telegram {
-        policies.insert("telegram".to_owned(), tg.access.clone());
-    }
+    let policies: HashMap<String, _> = config
+        .channel_access()
+        .into_iter()
+        .map(|(channel, access)| (channel.to_owned(), access.clone()))
+        .collect();
     let senders = Arc::new(
         SenderAccess::open(SenderAccessSetup {
             store: store.clone(),

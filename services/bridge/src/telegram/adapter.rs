@@ -3,9 +3,18 @@
 //! Inbound: `getMe` once (the bot's id and username, for mention detection), then
 //! `getUpdates` long polling with `allowed_updates: ["message"]`. Each message is handed out
 //! with an ack handle; the `offset` moves past it only after the bridge acks it (see
-//! [`super::offsets`]). Outbound: `sendMessage` in 4096-UTF-16-unit chunks, the first one
-//! replying to the original message; `sendChatAction typing`.
+//! [`super::offsets`]). Outbound: `sendMessage` in 4096-UTF-16-unit chunks of the model's
+//! Markdown, each rendered as Telegram HTML (`parse_mode: HTML`; sent again as plain text
+//! if Telegram refuses the markup), the first one replying to the original message;
+//! `sendChatAction typing`.
+//!
+//! Webhook mode ([`TelegramSettings::webhook`]): instead of `getUpdates`, the adapter makes
+//! sure `setWebhook` was called (once per process; again after a failure) and takes the
+//! updates the [`super::WebhookServer`] received for this account from its
+//! [`WebhookInbox`]; the HTTP request that carried an update is answered 200 only after the
+//! gateway acked the message (see [`super::webhook`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -17,14 +26,17 @@ use tokio::sync::{Mutex, OnceCell};
 use super::client::{BotApi, RetryPolicy, TelegramError};
 use super::normalize::{BotIdentity, Normalized, normalize};
 use super::offsets::{Head, OffsetTracker};
+use super::webhook::{Handed, WebhookInbox};
 use super::wire::{
-    ChatRef, GetUpdates, ReplyParameters, SendChatAction, SendMessage, SentMessage, Update, User,
+    ChatRef, GetUpdates, ReplyParameters, SendChatAction, SendMessage, SentMessage, SetWebhook,
+    Update, User,
 };
 use crate::adapter::{
-    AckHandle, AdapterError, ChannelAdapter, ChatTarget, InboundItem, OutboundText, SendFailure,
-    SentRefs,
+    AckHandle, AdapterError, ChannelAdapter, ChatTarget, InboundItem, OutboundText, PlatformError,
+    SendFailure, SentRefs,
 };
 use crate::chunk::{LengthUnit, split_text};
+use crate::format::{Markup, render};
 
 /// The channel name on the wire.
 pub const CHANNEL: &str = "telegram";
@@ -47,6 +59,21 @@ pub struct TelegramSettings {
     pub ack_timeout: Duration,
     /// Retries of Bot API calls.
     pub retry: RetryPolicy,
+    /// Receive updates through a webhook instead of `getUpdates` long polling.
+    pub webhook: Option<TelegramWebhook>,
+}
+
+/// Webhook mode for one bot account.
+#[derive(Debug, Clone)]
+pub struct TelegramWebhook {
+    /// The full public URL of this account (`<channels.telegram.webhook.url>/<account id>`),
+    /// given to Telegram in `setWebhook`.
+    pub url: reqwest::Url,
+    /// The secret Telegram sends back with every update (the same one the
+    /// [`super::WebhookServer`] checks).
+    pub secret_token: Secret,
+    /// This account's inbox, from [`super::WebhookServer::inbox`].
+    pub inbox: Arc<WebhookInbox>,
 }
 
 impl TelegramSettings {
@@ -59,6 +86,7 @@ impl TelegramSettings {
             poll_timeout: Duration::from_secs(30),
             ack_timeout: Duration::from_secs(60),
             retry: RetryPolicy::default(),
+            webhook: None,
         }
     }
 }
@@ -72,6 +100,14 @@ pub struct TelegramAdapter {
     ack_timeout: Duration,
     identity: OnceCell<BotIdentity>,
     poll: Mutex<PollState>,
+    webhook: Option<WebhookMode>,
+}
+
+#[derive(Debug)]
+struct WebhookMode {
+    settings: TelegramWebhook,
+    /// Set once `setWebhook` succeeded in this process.
+    registered: OnceCell<()>,
 }
 
 #[derive(Debug, Default)]
@@ -119,6 +155,10 @@ impl TelegramAdapter {
             ack_timeout: settings.ack_timeout,
             identity: OnceCell::new(),
             poll: Mutex::new(PollState::default()),
+            webhook: settings.webhook.map(|settings| WebhookMode {
+                settings,
+                registered: OnceCell::new(),
+            }),
         })
     }
 
@@ -157,7 +197,89 @@ impl TelegramAdapter {
         Ok(updates)
     }
 
+    /// Calls `setWebhook` unless it already succeeded in this process.
+    async fn register_webhook(
+        &self,
+        hook: &WebhookMode,
+        lease_until: Instant,
+    ) -> Result<(), TelegramError> {
+        hook.registered
+            .get_or_try_init(|| async {
+                let request = SetWebhook {
+                    url: hook.settings.url.as_str(),
+                    secret_token: hook.settings.secret_token.expose(),
+                    allowed_updates: &["message"],
+                };
+                let _: bool = self
+                    .api
+                    .call_until("setWebhook", &request, Some(lease_until))
+                    .await?;
+                tracing::info!(account = %self.account.account_id, "Telegram webhook registered");
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Webhook mode: the next update the webhook server received for this account.
+    async fn next_webhook(
+        &self,
+        hook: &WebhookMode,
+        lease_until: Instant,
+    ) -> Result<InboundItem, AdapterError> {
+        let inbox = &hook.settings.inbox;
+        inbox.record_lease(lease_until, self.ack_timeout);
+        let lease_ending = || AdapterError::LeaseEnding {
+            margin_ms: LEASE_MARGIN.as_millis() as u64,
+        };
+        let stop_at = lease_until
+            .checked_sub(LEASE_MARGIN)
+            .filter(|at| *at > Instant::now())
+            .ok_or_else(lease_ending)?;
+        let bot = self.identity().await?;
+        self.register_webhook(hook, lease_until).await?;
+        loop {
+            let delivery = tokio::select! {
+                delivery = inbox.recv() => delivery,
+                () = tokio::time::sleep_until(stop_at.into()) => return Err(lease_ending()),
+            };
+            let Some(delivery) = delivery else {
+                return Err(PlatformError::transient(
+                    CHANNEL,
+                    "the webhook inbox was closed; is the webhook server running?",
+                )
+                .into());
+            };
+            let update_id = delivery.update.update_id;
+            match normalize(&delivery.update, bot, &self.account) {
+                Normalized::Message(message) => {
+                    let (ack, watch) = AckHandle::new();
+                    if delivery.outcome.send(Handed::Message(watch)).is_err() {
+                        // The request gave up already (503); Telegram delivers it again.
+                        tracing::debug!(
+                            update_id,
+                            "webhook request gone before its update was taken"
+                        );
+                        continue;
+                    }
+                    return Ok(InboundItem {
+                        message: *message,
+                        ack,
+                    });
+                }
+                Normalized::Skip(reason) => {
+                    tracing::debug!(update_id, reason, "skipping Telegram update");
+                    // A request that already gave up is retried by Telegram and skipped again.
+                    let _ = delivery.outcome.send(Handed::Skipped);
+                }
+            }
+        }
+    }
+
     async fn next_inbound_inner(&self, lease_until: Instant) -> Result<InboundItem, AdapterError> {
+        if let Some(hook) = &self.webhook {
+            return self.next_webhook(hook, lease_until).await;
+        }
         let bot = self.identity().await?;
         let mut state = self.poll.lock().await;
         loop {
@@ -241,10 +363,12 @@ impl TelegramAdapter {
         let mut sent = Vec::new();
         let chunks = split_text(&out.text, MESSAGE_LIMIT, LengthUnit::Utf16);
         for (index, chunk) in chunks.iter().enumerate().skip(out.skip_chunks) {
-            let request = SendMessage {
+            let html = render(chunk, Markup::TelegramHtml);
+            let mut request = SendMessage {
                 chat_id: &chat,
                 message_thread_id: thread,
-                text: chunk,
+                text: &html,
+                parse_mode: Some("HTML"),
                 reply_parameters: reply_to.filter(|_| index == 0).map(|message_id| {
                     ReplyParameters {
                         message_id,
@@ -252,10 +376,24 @@ impl TelegramAdapter {
                     }
                 }),
             };
-            let sent_message = self
+            let mut sent_message = self
                 .api
                 .call_until::<SentMessage>("sendMessage", &request, out.lease_until)
                 .await;
+            if matches!(&sent_message, Err(e) if e.is_entity_error()) {
+                // Our markup is well-formed, but Telegram's parser is stricter in corners
+                // (nesting rules): say it plainly rather than not at all.
+                tracing::debug!(
+                    "Telegram refused the HTML markup; sending the chunk as plain text"
+                );
+                let plain = render(chunk, Markup::Plain);
+                request.text = &plain;
+                request.parse_mode = None;
+                sent_message = self
+                    .api
+                    .call_until::<SentMessage>("sendMessage", &request, out.lease_until)
+                    .await;
+            }
             match sent_message {
                 Ok(m) => sent.push(format!("{}:{}", m.chat.id, m.message_id)),
                 Err(e) => {
@@ -286,6 +424,10 @@ impl TelegramAdapter {
     }
 
     async fn flush_inner(&self) -> Result<(), AdapterError> {
+        if self.webhook.is_some() {
+            // Webhook requests are answered when the gateway acks; nothing is pending here.
+            return Ok(());
+        }
         let mut state = self.poll.lock().await;
         state.tracker.settle();
         if state.tracker.offset() > state.told_telegram {

@@ -129,6 +129,12 @@ pub enum TelegramError {
 }
 
 impl TelegramError {
+    /// True when Telegram refused a message's formatting ("can't parse entities").
+    pub fn is_entity_error(&self) -> bool {
+        matches!(self, Self::Rejected { status: 400, description, .. }
+            if description.to_ascii_lowercase().contains("parse entities"))
+    }
+
     /// True when the same call may succeed later.
     pub fn is_retryable(&self) -> bool {
         matches!(

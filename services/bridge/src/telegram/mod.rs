@@ -1,4 +1,4 @@
-//! The Telegram adapter: the Bot API over HTTPS (reqwest), long polling, no SDK.
+//! The Telegram adapter: the Bot API over HTTPS (reqwest), long polling or a webhook, no SDK.
 //!
 //! | file | what |
 //! |---|---|
@@ -6,14 +6,17 @@
 //! | `client.rs` | [`BotApi`]: `POST /bot<token>/<method>`, error classification, retries, token-free errors |
 //! | `offsets.rs` | the getUpdates offset, advanced only over acknowledged updates (pure) |
 //! | `normalize.rs` | `Update` → `InboundMessage` (pure) |
+//! | `webhook.rs` | [`WebhookServer`]: webhook mode's HTTP endpoint, handing updates to the adapters |
 //! | `wire.rs` | the Bot API JSON types used |
 
 mod adapter;
 mod client;
 mod normalize;
 mod offsets;
+pub mod webhook;
 mod wire;
 
-pub use adapter::{CHANNEL, MESSAGE_LIMIT, TelegramAdapter, TelegramSettings};
+pub use adapter::{CHANNEL, MESSAGE_LIMIT, TelegramAdapter, TelegramSettings, TelegramWebhook};
 pub use client::{BotApi, RetryPolicy, TelegramError};
 pub use normalize::{BotIdentity, Normalized, normalize};
+pub use webhook::{WebhookError, WebhookInbox, WebhookServer};

@@ -80,10 +80,59 @@ pub struct Message {
     /// Entities in `text`.
     #[serde(default)]
     pub entities: Vec<MessageEntity>,
+    /// The caption of a media message.
+    pub caption: Option<String>,
+    /// Entities in `caption`.
+    #[serde(default)]
+    pub caption_entities: Vec<MessageEntity>,
+    /// A photo, in several sizes.
+    #[serde(default)]
+    pub photo: Vec<PhotoSize>,
+    /// A general file.
+    pub document: Option<FileRef>,
+    /// A voice note.
+    pub voice: Option<FileRef>,
+    /// An audio file (music).
+    pub audio: Option<FileRef>,
+    /// A video.
+    pub video: Option<FileRef>,
+    /// A round video message.
+    pub video_note: Option<FileRef>,
+    /// A sticker.
+    pub sticker: Option<FileRef>,
+    /// A GIF or silent video (Telegram also fills `document` for these).
+    pub animation: Option<FileRef>,
     /// The message this one replies to.
     pub reply_to_message: Option<Box<Message>>,
     /// The forum topic, if any.
     pub message_thread_id: Option<i64>,
+}
+
+/// `PhotoSize`: one size of a photo.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PhotoSize {
+    /// The id to download the file with.
+    pub file_id: String,
+    /// Width in pixels.
+    #[serde(default)]
+    pub width: u32,
+    /// Height in pixels.
+    #[serde(default)]
+    pub height: u32,
+    /// Size in bytes, when known.
+    pub file_size: Option<u64>,
+}
+
+/// The fields `Document`, `Voice`, `Audio`, `Video`, `VideoNote`, `Sticker` and `Animation`
+/// share (the adapter passes files on by reference, never downloads them).
+#[derive(Debug, Clone, Deserialize)]
+pub struct FileRef {
+    /// The id to download the file with.
+    pub file_id: String,
+    /// MIME type as the sender declared it (stickers have none).
+    pub mime_type: Option<String>,
+    /// Size in bytes, when known.
+    pub file_size: Option<u64>,
 }
 
 /// `Update`. Only `message` is requested; anything else is skipped.
@@ -104,6 +153,17 @@ pub struct GetUpdates {
     pub limit: u32,
     /// Long-poll seconds.
     pub timeout: u64,
+    /// Update kinds to receive.
+    pub allowed_updates: &'static [&'static str],
+}
+
+/// `setWebhook` parameters.
+#[derive(Debug, Serialize)]
+pub struct SetWebhook<'a> {
+    /// The public HTTPS URL Telegram POSTs updates to.
+    pub url: &'a str,
+    /// Sent back in `X-Telegram-Bot-Api-Secret-Token` with every update.
+    pub secret_token: &'a str,
     /// Update kinds to receive.
     pub allowed_updates: &'static [&'static str],
 }
@@ -135,8 +195,11 @@ pub struct SendMessage<'a> {
     /// Forum topic.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_thread_id: Option<i64>,
-    /// Text (at most 4096 UTF-16 units).
+    /// Text (at most 4096 UTF-16 units after entity parsing).
     pub text: &'a str,
+    /// `HTML` when `text` carries Telegram's HTML markup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parse_mode: Option<&'static str>,
     /// Reply target.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_parameters: Option<ReplyParameters>,

@@ -17,7 +17,7 @@ use super::raw::{RawGroup, RawSession};
 use super::validate::Issues;
 
 /// Channels whose ids `session.identityLinks` may name.
-pub const KNOWN_CHANNELS: &[&str] = &["telegram"];
+pub const KNOWN_CHANNELS: &[&str] = &["telegram", "irc", "email", "matrix"];
 
 /// Longest mention pattern accepted, in bytes.
 const MAX_PATTERN_LEN: usize = 512;
@@ -140,12 +140,108 @@ pub(super) const TELEGRAM_IDS: IdRule = IdRule {
     group_what: "a numeric Telegram chat id, e.g. \"-1001234567890\"",
 };
 
+/// IRC: a user is the full hostmask `nick!user@host` the server reports (IRC has no
+/// other stable id); a group is a channel name, lowercased (`#pincer`).
+pub(super) const IRC_IDS: IdRule = IdRule {
+    user: is_irc_hostmask,
+    group: is_irc_channel,
+    user_what: "an IRC hostmask \"nick!user@host\" (the form `pincer pairing list` shows)",
+    group_what: "a lowercase IRC channel name, e.g. \"#pincer\"",
+};
+
+/// E-mail: a user is an address in lower case; there are no groups.
+pub(super) const EMAIL_IDS: IdRule = IdRule {
+    user: is_email_address,
+    group: |_| false,
+    user_what: "an e-mail address in lower case, e.g. \"alice@example.org\"",
+    group_what: "nothing: e-mail has no groups",
+};
+
+/// Matrix: a user id `@local:server`, a room id `!opaque:server` (never an alias).
+pub(super) const MATRIX_IDS: IdRule = IdRule {
+    user: |s| is_matrix_id(s, '@'),
+    group: is_matrix_room_id,
+    user_what: "a full Matrix user id, e.g. \"@alice:example.org\"",
+    group_what: "a Matrix room id, e.g. \"!abcdef:example.org\" (not a #alias)",
+};
+
 /// The id rule of a channel Pincer serves.
 fn id_rule(channel: &str) -> Option<IdRule> {
     match channel {
         "telegram" => Some(TELEGRAM_IDS),
+        "irc" => Some(IRC_IDS),
+        "email" => Some(EMAIL_IDS),
+        "matrix" => Some(MATRIX_IDS),
         _ => None,
     }
+}
+
+fn is_irc_hostmask(s: &str) -> bool {
+    let Some((nick, rest)) = s.split_once('!') else {
+        return false;
+    };
+    let Some((user, host)) = rest.split_once('@') else {
+        return false;
+    };
+    let clean = |p: &str| {
+        !p.is_empty()
+            && !p
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "!@*?,".contains(c))
+    };
+    s.len() <= 256 && clean(nick) && clean(user) && clean(host)
+}
+
+fn is_irc_channel(s: &str) -> bool {
+    s.len() >= 2
+        && s.len() <= 200
+        && s.starts_with(['#', '&', '+', '!'])
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == ':')
+        && s.to_lowercase() == s
+}
+
+fn is_email_address(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    let domain_ok = !domain.is_empty()
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+    s.len() <= 254
+        && !local.is_empty()
+        && domain_ok
+        && !local
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"@".contains(c))
+        && s.to_lowercase() == s
+}
+
+/// `!opaque:server`, or `!opaque` (room version 12 and later drop the server part).
+fn is_matrix_room_id(s: &str) -> bool {
+    s.len() > 1
+        && s.len() <= 255
+        && s.starts_with('!')
+        && !s.ends_with(':')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn is_matrix_id(s: &str, sigil: char) -> bool {
+    let Some(rest) = s.strip_prefix(sigil) else {
+        return false;
+    };
+    let Some((local, server)) = rest.split_once(':') else {
+        return false;
+    };
+    s.len() <= 255
+        && !local.is_empty()
+        && !server.is_empty()
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 fn is_integer(s: &str) -> bool {
@@ -200,7 +296,7 @@ pub(super) fn validate_access(
             issues.add(
                 &path,
                 format!("{id:?} is not {}", ids.user_what),
-                "use the stable numeric id",
+                "use the stable id the platform gives",
             );
         } else if !owners.contains(id) {
             owners.push(id.clone());
@@ -299,7 +395,7 @@ fn sender_list(raw: &[String], path: &str, ids: IdRule, issues: &mut Issues) -> 
             issues.add(
                 &format!("{path}[{i}]"),
                 format!("{id:?} is not {}", ids.user_what),
-                "use stable numeric ids, or \"*\" for anyone",
+                "use stable ids, or \"*\" for anyone",
             );
         } else if !list.ids.contains(id) {
             list.ids.push(id.clone());
@@ -381,7 +477,7 @@ fn linked_account(entry: &str, path: &str, issues: &mut Issues) -> Option<Linked
         issues.add(
             path,
             format!("{user_id:?} is not {}", ids.user_what),
-            "use the stable numeric id",
+            "use the stable id the platform gives",
         );
         return None;
     }

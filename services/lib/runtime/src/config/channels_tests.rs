@@ -179,7 +179,7 @@ fn identity_links_are_checked() {
     let found = issues(
         r#"{ botToken: "x" }"#,
         r#"{ identityLinks: { alice: ["telegram:1", "telegram"], bob: ["telegram:1"], "c d": ["telegram:5"],
-              eve: [], mallory: ["matrix:@m:x", "telegram:@m"] } }"#,
+              eve: [], mallory: ["slack:@m:x", "telegram:@m"] } }"#,
     );
     let mut p = paths(&found);
     p.sort_unstable();

@@ -10,14 +10,19 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::channels::validate_session;
 pub use super::channels::{
     ChannelAccessConfig, DmPolicy, DmScope, GroupPolicy, GroupRule, LinkedAccount, SenderList,
     SessionConfig,
 };
-use super::channels::{RawAccess, TELEGRAM_IDS, validate_access, validate_session};
+pub use super::platforms::{
+    EmailConfig, ImapConfig, IrcConfig, MatrixConfig, SmtpConfig, TelegramAccountConfig,
+    TelegramConfig, TelegramWebhookConfig,
+};
+use super::platforms::{validate_email, validate_irc, validate_matrix, validate_telegram};
 use super::raw::{
-    DockerReuse, LogFormat, ProviderApi, RawConfig, RawDocker, RawEndpoint, RawTelegram,
-    RawWebFetchTool, SandboxBackend,
+    DockerReuse, LogFormat, ProviderApi, RawConfig, RawDocker, RawEndpoint, RawWebFetchTool,
+    SandboxBackend,
 };
 pub use super::raw::{ExecAskMode, ExecNetwork, ExecSandboxScope, ExecSecurityLevel};
 use crate::cidr::IpCidr;
@@ -40,6 +45,12 @@ pub struct Config {
     pub agent: AgentConfig,
     /// Telegram, when configured and enabled.
     pub telegram: Option<TelegramConfig>,
+    /// IRC, when configured and enabled.
+    pub irc: Option<IrcConfig>,
+    /// E-mail, when configured and enabled.
+    pub email: Option<EmailConfig>,
+    /// Matrix, when configured and enabled.
+    pub matrix: Option<MatrixConfig>,
     /// How chat messages map to sessions.
     pub session: SessionConfig,
     /// The exec tool.
@@ -130,28 +141,6 @@ pub struct AgentConfig {
     pub stream: bool,
     /// Messages of history sent to the model.
     pub history_limit: u32,
-}
-
-/// `channels.telegram`.
-#[derive(Debug, Clone)]
-pub struct TelegramConfig {
-    /// The bots: `default` (from `botToken`) and `accounts`, sorted by id; never empty.
-    pub accounts: Vec<TelegramAccountConfig>,
-    /// Who may reach the assistant: DM and group policies, owners, mentions.
-    pub access: ChannelAccessConfig,
-    /// Long-poll timeout.
-    pub poll_timeout: Duration,
-}
-
-/// One Telegram bot.
-#[derive(Debug, Clone)]
-pub struct TelegramAccountConfig {
-    /// The account id (`default` for `channels.telegram.botToken`).
-    pub id: String,
-    /// The bot token reference (resolved only by the bridge).
-    pub bot_token: SecretRef,
-    /// The Bot API root.
-    pub api_base_url: Url,
 }
 
 /// `tools.exec`.
@@ -359,11 +348,23 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigIssue>> {
     }
 
     let agent = validate_agent(&raw, &providers, &mut issues);
-    let telegram = raw
-        .channels
+    let channels = &raw.channels;
+    let telegram = channels
         .telegram
         .as_ref()
         .and_then(|t| validate_telegram(t, &mut issues));
+    let irc = channels
+        .irc
+        .as_ref()
+        .and_then(|c| validate_irc(c, &mut issues));
+    let email = channels
+        .email
+        .as_ref()
+        .and_then(|c| validate_email(c, &mut issues));
+    let matrix = channels
+        .matrix
+        .as_ref()
+        .and_then(|c| validate_matrix(c, &mut issues));
     let session = validate_session(&raw.session, &mut issues);
 
     let exec_raw = &raw.tools.exec;
@@ -463,6 +464,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigIssue>> {
                 providers,
                 agent,
                 telegram,
+                irc,
+                email,
+                matrix,
                 session,
                 exec,
                 files,
@@ -508,7 +512,7 @@ fn credential(raw: &Option<SecretRef>, env: &str) -> SecretRef {
     raw.clone().unwrap_or_else(|| SecretRef::env(env))
 }
 
-fn http_url(s: &str, path: &str, issues: &mut Issues) -> Option<Url> {
+pub(super) fn http_url(s: &str, path: &str, issues: &mut Issues) -> Option<Url> {
     match Url::parse(s) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
             if !url.username().is_empty() || url.password().is_some() {
@@ -611,107 +615,6 @@ fn validate_agent(
         stream: d.stream.unwrap_or(true),
         history_limit,
     })
-}
-
-fn validate_telegram(t: &RawTelegram, issues: &mut Issues) -> Option<TelegramConfig> {
-    if t.enabled == Some(false) {
-        return None;
-    }
-    let base = "channels.telegram";
-    let api_base_url = http_url(
-        t.api_base_url
-            .as_deref()
-            .unwrap_or("https://api.telegram.org"),
-        &format!("{base}.apiBaseUrl"),
-        issues,
-    )?;
-    let accounts = telegram_accounts(t, &api_base_url, issues)?;
-    let access = validate_access(
-        RawAccess {
-            dm_policy: t.dm_policy,
-            allow_from: &t.allow_from,
-            owners: &t.owners,
-            group_policy: t.group_policy,
-            groups: &t.groups,
-            group_allow_from: t.group_allow_from.as_deref(),
-            require_mention: t.require_mention,
-            mention_patterns: &t.mention_patterns,
-        },
-        base,
-        TELEGRAM_IDS,
-        issues,
-    );
-    let poll = t.poll_timeout_seconds.unwrap_or(30);
-    if poll > 50 {
-        issues.add(
-            &format!("{base}.pollTimeoutSeconds"),
-            format!("{poll} is too long"),
-            "use 0 to 50 seconds",
-        );
-    }
-    Some(TelegramConfig {
-        accounts,
-        access,
-        poll_timeout: Duration::from_secs(u64::from(poll)),
-    })
-}
-
-/// The default account (`botToken`) and the named ones (`accounts`).
-fn telegram_accounts(
-    t: &RawTelegram,
-    api_base_url: &Url,
-    issues: &mut Issues,
-) -> Option<Vec<TelegramAccountConfig>> {
-    let base = "channels.telegram";
-    let mut accounts = Vec::new();
-    if let Some(bot_token) = &t.bot_token {
-        accounts.push(TelegramAccountConfig {
-            id: "default".to_owned(),
-            bot_token: bot_token.clone(),
-            api_base_url: api_base_url.clone(),
-        });
-    }
-    for (id, account) in &t.accounts {
-        let path = format!("{base}.accounts.{id}");
-        let valid_id = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !valid_id {
-            issues.add(
-                &path,
-                "is not a valid account id",
-                "use 1 to 64 letters, digits, '-' or '_'",
-            );
-            continue;
-        }
-        if id == "default" && t.bot_token.is_some() {
-            issues.add(
-                &path,
-                "repeats the account of channels.telegram.botToken",
-                "rename it, or move its token to botToken",
-            );
-            continue;
-        }
-        let url = match &account.api_base_url {
-            Some(url) => http_url(url, &format!("{path}.apiBaseUrl"), issues),
-            None => Some(api_base_url.clone()),
-        };
-        if let Some(api_base_url) = url {
-            accounts.push(TelegramAccountConfig {
-                id: id.clone(),
-                bot_token: account.bot_token.clone(),
-                api_base_url,
-            });
-        }
-    }
-    if t.bot_token.is_none() && t.accounts.is_empty() {
-        issues.add(&format!("{base}.botToken"), "is missing", "set it to the token from @BotFather, e.g. \"${TELEGRAM_BOT_TOKEN}\", add bots under accounts, or set enabled: false");
-        return None;
-    }
-    accounts.sort_by(|a, b| a.id.cmp(&b.id));
-    Some(accounts)
 }
 
 fn validate_web_fetch(raw: &RawWebFetchTool, issues: &mut Issues) -> WebFetchToolConfig {

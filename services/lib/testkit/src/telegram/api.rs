@@ -85,6 +85,9 @@ async fn dispatch(shared: &Shared, method: &str, params: &Params) -> Result<Valu
                 // The poller may have just finished on its own; then nobody listens.
                 let _unheard = poll.terminate.send(TERMINATED_BY_SET_WEBHOOK);
             }
+            drop(inner);
+            // Wake the webhook delivery.
+            shared.updates.send_modify(|version| *version += 1);
             Ok(body)
         }
         "deletewebhook" => Ok(lock(&shared.inner).bot.delete_webhook(params)),

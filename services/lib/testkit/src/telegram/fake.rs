@@ -9,8 +9,11 @@ use axum::routing::{get, post};
 use tokio::sync::{oneshot, watch};
 
 use super::state::BotState;
-use super::types::{ChatAction, FakeFailure, FakeTelegramOptions, InjectMessage, SentMessage};
-use super::{api, control};
+use super::types::{
+    ChatAction, FakeFailure, FakeTelegramOptions, InjectMessage, SentMessage, WebhookAttempt,
+    WebhookSetting,
+};
+use super::{api, control, webhook};
 use crate::TestkitError;
 use crate::server::{ServerHandle, lock, unix_now};
 
@@ -25,15 +28,22 @@ pub(crate) struct Inner {
     pub(crate) bot: BotState,
     pub(crate) poll: Option<ActivePoll>,
     pub(crate) next_poll_id: u64,
+    /// Where webhook POSTs go over plain HTTP (see [`FakeTelegram::deliver_webhooks_via`]).
+    pub(crate) webhook_via: Option<SocketAddr>,
+    /// Every webhook POST, oldest first.
+    pub(crate) webhook_attempts: Vec<WebhookAttempt>,
 }
 
 /// State shared by the API handlers, the control API and [`FakeTelegram`].
 pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
-    /// Bumped whenever an update is queued, to wake long polls.
+    /// Bumped whenever an update is queued (or the webhook changes), to wake long polls
+    /// and the webhook delivery.
     pub(crate) updates: watch::Sender<u64>,
     /// Bumped whenever the bot sends a message, to wake `wait_for_sent`.
     pub(crate) sent: watch::Sender<usize>,
+    /// Bumped after every webhook POST, to wake `wait_for_webhook_attempts`.
+    pub(crate) attempts: watch::Sender<usize>,
     pub(crate) stop: watch::Receiver<bool>,
     /// `getUpdates` calls answered 409 because another `getUpdates` overlapped them.
     pub(crate) conflicts: std::sync::atomic::AtomicUsize,
@@ -86,9 +96,12 @@ impl FakeTelegram {
                 bot: BotState::new(options),
                 poll: None,
                 next_poll_id: 0,
+                webhook_via: None,
+                webhook_attempts: Vec::new(),
             }),
             updates: watch::channel(0).0,
             sent: watch::channel(0).0,
+            attempts: watch::channel(0).0,
             stop: stop_rx,
             conflicts: std::sync::atomic::AtomicUsize::new(0),
         });
@@ -101,6 +114,8 @@ impl FakeTelegram {
             .route("/{bot}/{method}", get(api::handle).post(api::handle))
             .with_state(Arc::clone(&shared));
         let server = ServerHandle::serve(addr, router, stop, "telegram").await?;
+        // Ends when the server stops (the `stop` watch).
+        tokio::spawn(webhook::deliver(Arc::clone(&shared)));
         Ok(Self {
             shared,
             server,
@@ -183,6 +198,69 @@ impl FakeTelegram {
             .webhook
             .as_ref()
             .map(|hook| hook.url.clone())
+    }
+
+    /// The webhook set with `setWebhook`, with its secret token and `allowed_updates`.
+    pub fn webhook(&self) -> Option<WebhookSetting> {
+        lock(&self.shared.inner).bot.webhook.clone()
+    }
+
+    /// Delivers webhook POSTs over plain HTTP to `addr`, keeping the webhook URL's path
+    /// (a stand-in for the TLS-terminating proxy in front of the real endpoint). `None`
+    /// stops delivering. Without it the webhook is only recorded, as `https://` cannot be
+    /// served here.
+    pub fn deliver_webhooks_via(&self, addr: Option<SocketAddr>) {
+        lock(&self.shared.inner).webhook_via = addr;
+        self.shared.updates.send_modify(|version| *version += 1);
+    }
+
+    /// Every webhook POST so far (each with its HTTP status), oldest first.
+    pub fn webhook_attempts(&self) -> Vec<WebhookAttempt> {
+        lock(&self.shared.inner).webhook_attempts.clone()
+    }
+
+    /// How many updates the webhook accepted (answered 2xx).
+    pub fn webhook_deliveries(&self) -> usize {
+        lock(&self.shared.inner)
+            .webhook_attempts
+            .iter()
+            .filter(|attempt| {
+                attempt
+                    .status
+                    .is_some_and(|code| (200..300).contains(&code))
+            })
+            .count()
+    }
+
+    /// Waits until `check` holds for the webhook attempts so far; returns them.
+    pub async fn wait_for_webhook_attempts(
+        &self,
+        check: impl Fn(&[WebhookAttempt]) -> bool,
+        timeout: Duration,
+    ) -> Result<Vec<WebhookAttempt>, TestkitError> {
+        let mut attempts = self.shared.attempts.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                attempts.borrow_and_update();
+                let now = self.webhook_attempts();
+                if check(&now) {
+                    return now;
+                }
+                if attempts.changed().await.is_err() {
+                    // The sender lives in `shared`, which `self` holds: cannot happen.
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await;
+        waited.map_err(|_| {
+            let got = self.webhook_attempts().len();
+            TestkitError::WaitTimeout {
+                wanted: got + 1,
+                got,
+                waited: timeout,
+            }
+        })
     }
 
     /// Makes the next call of `method` (case-insensitive, e.g. `sendMessage`) fail.

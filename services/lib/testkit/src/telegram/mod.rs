@@ -10,10 +10,12 @@
 //! | `error.rs` | `ApiError`, the `{"ok":false,...}` error shape |
 //! | `api.rs` | the Bot API routes, including `getUpdates` long polling and its 409s |
 //! | `control.rs` | `/_fake/*`: inject, inspect and fail from another process |
+//! | `webhook.rs` | POSTing queued updates to the webhook, retried until answered 2xx |
 //!
 //! Supported methods: `getMe`, `getUpdates`, `sendMessage`, `sendChatAction`, `setWebhook`,
-//! `deleteWebhook`, `getWebhookInfo`. Webhooks are recorded (and block `getUpdates` with
-//! 409, as on Telegram) but updates are never POSTed to them.
+//! `deleteWebhook`, `getWebhookInfo`. A set webhook blocks `getUpdates` with 409, as on
+//! Telegram; updates are POSTed to it only when the test gave a plain-HTTP stand-in for
+//! the HTTPS URL ([`FakeTelegram::deliver_webhooks_via`]).
 
 mod api;
 mod control;
@@ -23,9 +25,10 @@ mod params;
 mod state;
 mod text;
 mod types;
+mod webhook;
 
 pub use fake::FakeTelegram;
 pub use types::{
-    ChatAction, ChatType, FakeFailure, FakeTelegramOptions, InjectMessage, MessageEntity,
-    SentMessage,
+    AttachmentKind, ChatAction, ChatType, FakeFailure, FakeTelegramOptions, InjectAttachment,
+    InjectMessage, MessageEntity, SentMessage, WebhookAttempt, WebhookSetting,
 };

@@ -11,7 +11,8 @@ use super::error::ApiError;
 use super::params::{Params, UpdatesQuery};
 use super::text::{self, MAX_MESSAGE_UTF16, ParseMode};
 use super::types::{
-    ChatAction, ChatType, FakeFailure, FakeTelegramOptions, InjectMessage, SentMessage,
+    AttachmentKind, ChatAction, ChatType, FakeFailure, FakeTelegramOptions, InjectAttachment,
+    InjectMessage, SentMessage, WebhookSetting,
 };
 use crate::TestkitError;
 
@@ -33,12 +34,6 @@ const CHAT_ACTIONS: &[&str] = &[
 /// The first `update_id`; Telegram's are large and only ever increase.
 const FIRST_UPDATE_ID: i64 = 700_000_001;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Webhook {
-    pub(crate) url: String,
-    pub(crate) secret_token: Option<String>,
-}
-
 /// Everything one fake bot knows.
 #[derive(Debug)]
 pub(crate) struct BotState {
@@ -52,7 +47,7 @@ pub(crate) struct BotState {
     next_message_id: HashMap<i64, i64>,
     pub(crate) sent: Vec<SentMessage>,
     pub(crate) actions: Vec<ChatAction>,
-    pub(crate) webhook: Option<Webhook>,
+    pub(crate) webhook: Option<WebhookSetting>,
     failures: HashMap<String, VecDeque<FakeFailure>>,
 }
 
@@ -164,14 +159,29 @@ impl BotState {
             "from": from,
             "chat": chat,
             "date": now,
-            "text": message.text,
         });
         let entities = message
             .entities
             .clone()
             .unwrap_or_else(|| text::detect_entities(&message.text));
+        let (text_field, entities_field) = match &message.attachment {
+            None => ("text", "entities"),
+            Some(attachment) => {
+                body[attachment.kind.field()] = attachment_json(attachment);
+                if attachment.kind == AttachmentKind::Animation {
+                    body["document"] = attachment_json(&InjectAttachment {
+                        kind: AttachmentKind::Document,
+                        ..attachment.clone()
+                    });
+                }
+                ("caption", "caption_entities")
+            }
+        };
+        if !message.text.is_empty() {
+            body[text_field] = json!(message.text);
+        }
         if !entities.is_empty() {
-            body["entities"] = json!(entities);
+            body[entities_field] = json!(entities);
         }
         if let Some(thread) = message.message_thread_id {
             body["message_thread_id"] = json!(thread);
@@ -190,6 +200,17 @@ impl BotState {
             json!({ "update_id": update_id, "message": body }),
         ));
         Ok(Some(update_id))
+    }
+
+    /// The oldest queued update, for webhook delivery.
+    pub(crate) fn next_queued(&self) -> Option<(i64, Value)> {
+        self.updates.front().cloned()
+    }
+
+    /// Removes an update the webhook answered 2xx for.
+    pub(crate) fn confirm_delivered(&mut self, update_id: i64) {
+        self.updates.retain(|(id, _)| *id != update_id);
+        self.confirmed_offset = self.confirmed_offset.max(update_id + 1);
     }
 
     /// Applies `offset` (confirming or forgetting updates) and returns up to `limit`
@@ -309,8 +330,26 @@ impl BotState {
         if params.flag("drop_pending_updates") {
             self.updates.clear();
         }
+        let allowed_updates = match params.json("allowed_updates")? {
+            None => None,
+            Some(Value::Array(kinds)) => Some(
+                kinds
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+            ),
+            Some(_) => return Err(ApiError::bad_request("can't parse allowed_updates")),
+        };
+        if let Some(kinds) = &allowed_updates {
+            self.allowed_updates.clone_from(kinds);
+        }
         let unchanged = self.webhook.as_ref().is_some_and(|hook| hook.url == url);
-        self.webhook = Some(Webhook { url, secret_token });
+        self.webhook = Some(WebhookSetting {
+            url,
+            secret_token,
+            allowed_updates,
+        });
         let description = if unchanged {
             "Webhook is already set"
         } else {
@@ -401,9 +440,46 @@ fn first_name(message: &InjectMessage) -> String {
         .unwrap_or_else(|| format!("User{}", message.from_id))
 }
 
+/// An attachment as Telegram sends it in a `Message`.
+fn attachment_json(attachment: &InjectAttachment) -> Value {
+    let unique = format!("unique-{}", attachment.file_id);
+    let mut file = json!({ "file_id": attachment.file_id, "file_unique_id": unique });
+    if let Some(size) = attachment.file_size {
+        file["file_size"] = json!(size);
+    }
+    match attachment.kind {
+        AttachmentKind::Photo => {
+            file["width"] = json!(1280);
+            file["height"] = json!(960);
+            let thumb = json!({
+                "file_id": format!("{}-thumb", attachment.file_id),
+                "file_unique_id": format!("{unique}-thumb"),
+                "width": 90, "height": 90, "file_size": 1200,
+            });
+            json!([thumb, file])
+        }
+        AttachmentKind::Sticker => {
+            file["width"] = json!(512);
+            file["height"] = json!(512);
+            file["type"] = json!("regular");
+            file["is_animated"] = json!(false);
+            file["is_video"] = json!(false);
+            file
+        }
+        _ => {
+            if let Some(mime) = &attachment.mime_type {
+                file["mime_type"] = json!(mime);
+            }
+            file
+        }
+    }
+}
+
 fn validate_injection(message: &InjectMessage) -> Result<(), TestkitError> {
-    if message.text.is_empty() {
-        return Err(TestkitError::InvalidInjection("text must not be empty"));
+    if message.text.is_empty() && message.attachment.is_none() {
+        return Err(TestkitError::InvalidInjection(
+            "text must not be empty (unless there is an attachment)",
+        ));
     }
     if text::utf16_len(&message.text) > MAX_MESSAGE_UTF16 {
         return Err(TestkitError::InvalidInjection(

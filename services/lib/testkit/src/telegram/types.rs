@@ -68,7 +68,11 @@ pub struct InjectMessage {
     /// Group title; defaults to `Test group`.
     #[serde(default)]
     pub chat_title: Option<String>,
+    /// The text; with an `attachment`, its caption (may then be empty).
     pub text: String,
+    /// A file sent with the message (the text becomes its caption).
+    #[serde(default)]
+    pub attachment: Option<InjectAttachment>,
     /// Explicit entities; when absent, `mention` and `bot_command` entities are detected
     /// the way Telegram does for plain text.
     #[serde(default)]
@@ -88,6 +92,7 @@ impl InjectMessage {
             from_username: None,
             chat_title: None,
             text: text.into(),
+            attachment: None,
             entities: None,
             message_thread_id: None,
         }
@@ -110,11 +115,116 @@ impl InjectMessage {
         }
     }
 
+    /// Attaches a file; the text becomes its caption.
+    pub fn with_attachment(mut self, attachment: InjectAttachment) -> Self {
+        self.attachment = Some(attachment);
+        self
+    }
+
     /// Sets the sender's username (without `@`).
     pub fn from_username(mut self, username: impl Into<String>) -> Self {
         self.from_username = Some(username.into());
         self
     }
+}
+
+/// The kind of file an injected message carries, named like its `Message` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachmentKind {
+    /// `photo`: sent as two sizes, a 90×90 thumbnail (`<file_id>-thumb`) and the photo.
+    Photo,
+    /// `document`.
+    Document,
+    /// `voice`.
+    Voice,
+    /// `audio`.
+    Audio,
+    /// `video`.
+    Video,
+    /// `video_note`.
+    VideoNote,
+    /// `sticker`.
+    Sticker,
+    /// `animation` (Telegram also fills `document` for it).
+    Animation,
+}
+
+impl AttachmentKind {
+    pub(crate) fn field(self) -> &'static str {
+        match self {
+            Self::Photo => "photo",
+            Self::Document => "document",
+            Self::Voice => "voice",
+            Self::Audio => "audio",
+            Self::Video => "video",
+            Self::VideoNote => "video_note",
+            Self::Sticker => "sticker",
+            Self::Animation => "animation",
+        }
+    }
+}
+
+/// A file attached to an injected message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectAttachment {
+    /// Which `Message` field carries it.
+    pub kind: AttachmentKind,
+    /// The `file_id` (a photo's largest size has exactly this id).
+    pub file_id: String,
+    /// `mime_type` (not sent for photos and stickers, as on Telegram).
+    #[serde(default)]
+    pub mime_type: Option<String>,
+    /// `file_size` in bytes.
+    #[serde(default)]
+    pub file_size: Option<u64>,
+}
+
+impl InjectAttachment {
+    /// A JPEG photo of `file_size` bytes.
+    pub fn photo(file_id: impl Into<String>, file_size: u64) -> Self {
+        Self {
+            kind: AttachmentKind::Photo,
+            file_id: file_id.into(),
+            mime_type: None,
+            file_size: Some(file_size),
+        }
+    }
+
+    /// A file of another kind.
+    pub fn file(
+        kind: AttachmentKind,
+        file_id: impl Into<String>,
+        mime_type: impl Into<String>,
+        file_size: u64,
+    ) -> Self {
+        Self {
+            kind,
+            file_id: file_id.into(),
+            mime_type: Some(mime_type.into()),
+            file_size: Some(file_size),
+        }
+    }
+}
+
+/// The webhook set with `setWebhook`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSetting {
+    /// The URL given (always `https://`).
+    pub url: String,
+    /// The `secret_token` given, sent back in `X-Telegram-Bot-Api-Secret-Token`.
+    pub secret_token: Option<String>,
+    /// The `allowed_updates` given, if any.
+    pub allowed_updates: Option<Vec<String>>,
+}
+
+/// One POST of an update to the webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookAttempt {
+    /// The update POSTed.
+    pub update_id: i64,
+    /// The HTTP status answered; `None` when the request failed (connect, timeout).
+    pub status: Option<u16>,
 }
 
 /// A message the bot sent with `sendMessage`, as the fake recorded it.
