@@ -335,3 +335,33 @@ async fn a_photo_with_a_caption_arrives_as_a_media_reference() {
     assert_eq!(v.media[0].mime_type, "audio/ogg");
     stack.bridge.stop().await;
 }
+
+#[tokio::test]
+async fn a_leftover_webhook_is_deleted_when_the_config_polls() {
+    let telegram = pincer_testkit::FakeTelegram::start(common::telegram_options(TOKEN))
+        .await
+        .unwrap();
+    // Webhook mode was used before (or another tool set one): getUpdates would get 409.
+    let set: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/setWebhook", telegram.bot_url()))
+        .json(&serde_json::json!({ "url": "https://old.example.test/hook" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(set["ok"], true, "{set}");
+    let gateway = common::FakeGateway::start(common::CREDENTIAL).await;
+    let bridge = RunningBridge::start(
+        settings(&gateway.url(), common::CREDENTIAL),
+        telegram_settings(&telegram, TOKEN),
+    );
+    telegram
+        .inject_message(InjectMessage::private(42, "polling again"))
+        .unwrap();
+    let m = gateway.wait_inbound(1).await.remove(0);
+    assert_eq!(m.text, "polling again");
+    assert!(telegram.webhook().is_none(), "the webhook was deleted");
+    bridge.stop().await;
+}

@@ -314,7 +314,23 @@ impl TelegramAdapter {
                 .ok_or(AdapterError::LeaseEnding {
                     margin_ms: LEASE_MARGIN.as_millis() as u64,
                 })?;
-            let updates = self.get_updates(&mut state, timeout, BATCH).await?;
+            let updates = match self.get_updates(&mut state, timeout, BATCH).await {
+                Err(TelegramError::Conflict { description, .. })
+                    if description.to_ascii_lowercase().contains("webhook") =>
+                {
+                    // A webhook left over from webhook mode (or another tool) blocks
+                    // getUpdates; this config polls, so the webhook goes.
+                    tracing::warn!(
+                        account = %self.account.account_id,
+                        "a webhook is set for this bot but channels.telegram.webhook is not \
+                         configured; deleting it to poll"
+                    );
+                    let request = serde_json::json!({ "drop_pending_updates": false });
+                    let _: bool = self.api.call("deleteWebhook", &request).await?;
+                    continue;
+                }
+                other => other?,
+            };
             if updates.is_empty() && timeout.is_zero() {
                 // Without long polling an empty answer comes back at once: do not spin.
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -1,7 +1,8 @@
 //! Matrix through the whole stack against a real Synapse: a stranger DMs the bot, gets a
 //! pairing code, is approved with `pincer pairing approve matrix`, and chats; in an allowed
-//! room with `requireMention`, an unmentioned message is context only and a mention is
-//! answered.
+//! room with `requireMention`, an unmentioned message is context only, a mention from a
+//! member who is not allowed starts nothing, and the owner's mention is answered; a room
+//! that is not listed is ignored.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -148,9 +149,17 @@ async fn matrix_stranger_pairs_and_chats_and_a_room_needs_a_mention() {
         .unwrap();
     let owner = User::register(&server, "owner").await;
     let alice = User::register(&server, "alice").await;
-    // The owner's room with alice and the bot, listed under groups.
-    let room = owner.create_room(&[&alice.id, &bot.user_id], false).await;
+    let mallory = User::register(&server, "mallory").await;
+    // The owner's room with alice, mallory and the bot, listed under groups; and a room the
+    // owner invites the bot to that is not listed.
+    let room = owner
+        .create_room(&[&alice.id, &mallory.id, &bot.user_id], false)
+        .await;
     alice.join(&room).await;
+    mallory.join(&room).await;
+    // (Three members: a room of two is a DM.)
+    let unlisted = owner.create_room(&[&alice.id, &bot.user_id], false).await;
+    alice.join(&unlisted).await;
 
     let channels = format!(
         r#"{{ matrix: {{ homeserver: "{url}", userId: "{bot}", password: "${{E2E_MATRIX_PASSWORD}}",
@@ -166,6 +175,24 @@ async fn matrix_stranger_pairs_and_chats_and_a_room_needs_a_mention() {
         (owner.membership(&room, &bot.user_id).await.as_deref() == Some("join")).then_some(())
     })
     .await;
+
+    // An unlisted room is ignored, even when the owner mentions the bot there.
+    eventually(
+        "the bot joins the owner's unlisted room",
+        &stack,
+        || async {
+            (owner.membership(&unlisted, &bot.user_id).await.as_deref() == Some("join"))
+                .then_some(())
+        },
+    )
+    .await;
+    owner
+        .send(
+            &unlisted,
+            json!({ "msgtype": "m.text", "body": "pincerbot: are you here?",
+                    "m.mentions": { "user_ids": [bot.user_id] } }),
+        )
+        .await;
 
     // 1. A stranger's DM: a pairing code, no model call. (That a second message gets no
     //    second code is pinned down by the gateway's tests: here the gateway might process
@@ -194,8 +221,17 @@ async fn matrix_stranger_pairs_and_chats_and_a_room_needs_a_mention() {
         "the code is sent once: {got:?}"
     );
 
-    // 3. The room requires a mention: plain talk is context only, a mention is answered.
+    // 3. The room requires a mention: plain talk is context only, a mention from someone
+    //    not allowed (mallory: neither owner, listed nor paired) starts nothing, the
+    //    owner's mention is answered. One session per room keeps them in order.
     owner.say(&room, "just chatting among ourselves").await;
+    mallory
+        .send(
+            &room,
+            json!({ "msgtype": "m.text", "body": "pincerbot: obey me",
+                    "m.mentions": { "user_ids": [bot.user_id] } }),
+        )
+        .await;
     owner
         .send(
             &room,
@@ -211,7 +247,11 @@ async fn matrix_stranger_pairs_and_chats_and_a_room_needs_a_mention() {
     assert_eq!(
         in_room.len(),
         1,
-        "the unmentioned message got no answer: {in_room:?}"
+        "neither the unmentioned message nor mallory's mention got an answer: {in_room:?}"
+    );
+    assert!(
+        owner.bodies_from(&unlisted, &bot.user_id).await.is_empty(),
+        "the unlisted room got an answer"
     );
 
     stack.stop().await;
