@@ -85,6 +85,9 @@ pub fn template_config(token: &str) -> String {
   agents: {{ defaults: {{ model: "anthropic/claude-sonnet-4-5" }} }},
   // To talk to Pincer on Telegram, create a bot with @BotFather and add:
   // channels: {{ telegram: {{ botToken: "${{TELEGRAM_BOT_TOKEN}}", owners: ["<your numeric user id>"] }} }},
+  // Matrix, IRC and e-mail work the same way (docs/channels.md), e.g.
+  // channels: {{ matrix: {{ homeserver: "https://matrix.example.org", userId: "@pincer:example.org",
+  //                       password: "${{MATRIX_BOT_PASSWORD}}", owners: ["@you:example.org"] }} }},
 {executor}}}
 "#,
         executor = executor_section()

@@ -15,8 +15,10 @@
 //!    lease on every `next_inbound` call; while this replica does not hold it the answer
 //!    is 503.
 //!
-//! The update is then handed to the adapter through a small bounded channel (full: 503)
-//! and the request waits, up to the adapter's `ack_timeout`, for the outcome: 200 `{}`
+//! The update is then handed to the adapter through a small bounded channel (full: 503;
+//! not taken by the adapter before the lease ends: 503, so a replica whose session ended
+//! lets go at once) and the request waits, up to the adapter's `ack_timeout`, for the
+//! outcome: 200 `{}`
 //! once the gateway has stored the message (or the adapter skipped the update), 503 when
 //! the gateway did not acknowledge it in time or the hand-over failed.
 //!
@@ -68,6 +70,10 @@ pub const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Updates accepted for an account while the adapter has not taken the previous ones.
 const QUEUE: usize = 16;
+/// How long after the recorded lease end an update may still be taken by the adapter (a
+/// renewal normally moves the end forward every second).
+const HANDOVER_GRACE: Duration = Duration::from_millis(500);
+
 /// How long a request waits for its outcome before the adapter has told its ack timeout.
 const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -312,7 +318,12 @@ async fn handle(
         );
         return answer(StatusCode::SERVICE_UNAVAILABLE);
     }
-    let ack_timeout = inbox.lease().ack_timeout;
+    let lease = inbox.lease();
+    let ack_timeout = lease.ack_timeout;
+    // The adapter must take the update while it still holds the lease: a replica whose
+    // session ended stops taking updates, and its waiting requests get 503 at the lease's
+    // end instead of after the whole ack timeout.
+    let take_by = lease.until.unwrap_or_else(Instant::now) + HANDOVER_GRACE;
     let (outcome, handed) = oneshot::channel();
     if inbox.tx.try_send(Delivery { update, outcome }).is_err() {
         tracing::warn!(
@@ -323,10 +334,10 @@ async fn handle(
         return answer(StatusCode::SERVICE_UNAVAILABLE);
     }
     let outcome = async move {
-        match handed.await {
-            Ok(Handed::Skipped) => AckState::Acked,
-            Ok(Handed::Message(mut watch)) => watch.settled().await,
-            Err(_) => AckState::Dropped,
+        match tokio::time::timeout_at(take_by.into(), handed).await {
+            Ok(Ok(Handed::Skipped)) => AckState::Acked,
+            Ok(Ok(Handed::Message(mut watch))) => watch.settled().await,
+            Ok(Err(_)) | Err(_) => AckState::Dropped,
         }
     };
     let settled = tokio::select! {
@@ -390,6 +401,37 @@ mod tests {
         assert!(inbox.is_leased(now));
         assert!(!inbox.is_leased(now + Duration::from_secs(5)));
         assert_eq!(inbox.lease().ack_timeout, Duration::from_secs(1));
+    }
+
+    /// A replica whose session ended no longer takes updates: a request that arrives just
+    /// before its recorded lease end is answered 503 once the lease is over, not after the
+    /// whole ack timeout (one minute here).
+    #[tokio::test]
+    async fn an_update_nobody_takes_is_refused_at_the_lease_end() {
+        let mut server = WebhookServer::new(Secret::new("s3cret".to_owned())).unwrap();
+        let inbox = server.inbox("default");
+        inbox.record_lease(
+            Instant::now() + Duration::from_millis(300),
+            Duration::from_secs(60),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(server.serve(listener, stop.clone()));
+        let update = serde_json::json!({ "update_id": 1, "message": {
+            "message_id": 1, "date": 1, "chat": { "id": 1, "type": "private" },
+            "from": { "id": 1, "is_bot": false, "first_name": "A" }, "text": "hi" } });
+        let request = reqwest::Client::new()
+            .post(format!("http://{addr}/default"))
+            .header(SECRET_HEADER, "s3cret")
+            .json(&update)
+            .send();
+        let response = tokio::time::timeout(Duration::from_secs(20), request)
+            .await
+            .expect("answered long before the ack timeout")
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        stop.cancel();
     }
 
     proptest::proptest! {
