@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../tests/support/bins.rs"]
+mod bins;
 #[path = "../tests/support/bridge_stack.rs"]
 mod bridge_stack;
 

@@ -11,11 +11,12 @@
 //!    lease has moved; after SIGCONT its old lease lets nothing through: the reply is sent
 //!    once, by the new holder.
 //!
-//! Needs the service binaries next to `pincer` (`cargo build -p pincer-gateway -p
-//! pincer-agent -p pincer-bridge -p pincer --bins`).
+//! Needs the service binaries next to `pincer` (`cargo build --workspace --bins`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/bins.rs"]
+mod bins;
 #[path = "support/bridge_stack.rs"]
 mod bridge_stack;
 

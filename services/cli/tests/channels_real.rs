@@ -9,6 +9,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/bins.rs"]
+mod bins;
 #[path = "channels_real/stack.rs"]
 mod stack;
 

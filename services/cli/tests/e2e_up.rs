@@ -6,6 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/bins.rs"]
+mod bins;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,37 +18,13 @@ use pincer_testkit::{
 };
 use tokio::process::{Child, Command};
 
+use bins::{bin_dir, free_port};
+
 const LLM_KEY: &str = "e2e-llm-key-3b1f";
 const BOT_TOKEN: &str = "424242:E2E-canary-bot-token";
 const OWNER: i64 = 1001;
 const STRANGER: i64 = 2002;
 const WAIT: Duration = Duration::from_secs(90);
-
-fn bin_dir() -> PathBuf {
-    let pincer = PathBuf::from(env!("CARGO_BIN_EXE_pincer"));
-    let dir = pincer.parent().unwrap().to_path_buf();
-    for bin in [
-        "pincer-gateway",
-        "pincer-agent",
-        "pincer-executor",
-        "pincer-bridge",
-    ] {
-        assert!(
-            dir.join(bin).is_file(),
-            "{bin} is not built in {}; run `cargo build --workspace --bins` first",
-            dir.display()
-        );
-    }
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn write_config(dir: &Path, workspaces: &Path, llm: &FakeLlm, tg: &FakeTelegram) -> (PathBuf, u16) {
     let [op, gw, agent, exec] = [free_port(), free_port(), free_port(), free_port()];
@@ -85,20 +64,12 @@ fn pincer(state: &Path, config: &Path) -> Command {
 }
 
 async fn wait_ready(port: u16) {
-    let url = format!("http://127.0.0.1:{port}/readyz");
-    let client = reqwest::Client::new();
-    for _ in 0..600 {
-        if client
-            .get(&url)
-            .send()
+    assert!(
+        bins::wait_ready(port, Duration::from_secs(60))
             .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("gateway never became ready on {url}");
+            .is_some(),
+        "gateway never became ready on port {port}"
+    );
 }
 
 async fn sigterm_and_wait(mut up: Child) {

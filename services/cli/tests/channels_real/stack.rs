@@ -9,6 +9,9 @@ use std::time::Duration;
 use pincer_testkit::{FakeLlm, FakeLlmOptions};
 use tokio::process::{Child, Command};
 
+pub use crate::bins::free_port;
+use crate::bins::{bin_dir, wait_ready};
+
 pub const LLM_KEY: &str = "channels-e2e-llm-key";
 /// How long a step may take end to end (the bridge connects, registers, syncs).
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -19,32 +22,6 @@ pub struct Stack {
     pub config: PathBuf,
     pub up: Option<Child>,
     pub log: PathBuf,
-}
-
-fn bin_dir() -> PathBuf {
-    let pincer = PathBuf::from(env!("CARGO_BIN_EXE_pincer"));
-    let dir = pincer.parent().unwrap().to_path_buf();
-    for bin in [
-        "pincer-gateway",
-        "pincer-agent",
-        "pincer-executor",
-        "pincer-bridge",
-    ] {
-        assert!(
-            dir.join(bin).is_file(),
-            "{bin} is not built in {}; run `cargo build --workspace --bins` first",
-            dir.display()
-        );
-    }
-    dir
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Stack {
@@ -113,21 +90,9 @@ impl Stack {
     }
 
     async fn wait_ready(&self, port: u16) {
-        let url = format!("http://127.0.0.1:{port}/readyz");
-        let client = reqwest::Client::new();
-        for _ in 0..600 {
-            if client
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "gateway never became ready on {url}; log:\n{}",
+        assert!(
+            wait_ready(port, WAIT).await.is_some(),
+            "gateway never became ready on port {port}; log:\n{}",
             self.log_text()
         );
     }

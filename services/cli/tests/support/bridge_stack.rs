@@ -14,6 +14,8 @@ use pincer_testkit::{FakeLlm, FakeLlmOptions, FakeTelegram, FakeTelegramOptions}
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
+use crate::bins::{bin_dir, free_port, wait_ready};
+
 pub const ACCOUNTS: [&str; 4] = ["alpha", "bravo", "charlie", "delta"];
 pub const REPLICAS: [&str; 3] = ["replica-1", "replica-2", "replica-3"];
 pub const PER_ACCOUNT: usize = 24;
@@ -21,27 +23,6 @@ pub const PER_ACCOUNT: usize = 24;
 pub const WAIT: Duration = Duration::from_secs(120);
 /// The bound on moving a dead replica's accounts.
 pub const FAILOVER_BOUND: Duration = Duration::from_secs(10);
-
-pub fn bin_dir() -> PathBuf {
-    let pincer = PathBuf::from(env!("CARGO_BIN_EXE_pincer"));
-    let dir = pincer.parent().unwrap().to_path_buf();
-    for bin in ["pincer-gateway", "pincer-agent", "pincer-bridge"] {
-        assert!(
-            dir.join(bin).is_file(),
-            "{bin} is not built in {}; run `cargo build -p pincer-gateway -p pincer-agent -p pincer-bridge -p pincer --bins` first",
-            dir.display()
-        );
-    }
-    dir
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 pub fn token(i: usize) -> String {
     format!("{}:failover-bot-token-{i}", 700_000 + i)
@@ -162,21 +143,11 @@ impl Stack {
     }
 
     pub async fn wait_ready(&self) {
-        let url = format!("http://127.0.0.1:{}/readyz", self.op_port);
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if client
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("gateway never became ready on {url}");
+        assert!(
+            wait_ready(self.op_port, WAIT).await.is_some(),
+            "gateway never became ready on port {}",
+            self.op_port
+        );
     }
 
     /// `pincer channels status --json`.
