@@ -48,7 +48,16 @@ venv="$peers_dir/synapse-venv"
 if ! "$venv/bin/python" -c 'import synapse' >/dev/null 2>&1; then
   log "installing Synapse $synapse_version from PyPI into $venv"
   mkdir -p "$peers_dir"
-  python3 -m venv "$venv"
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    # Debian's python3 needs python3-venv for ensurepip.
+    if [ "$(id -u)" -eq 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q install \
+        --no-install-recommends python3-venv >/dev/null
+    fi
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
   "$venv/bin/pip" install -q --disable-pip-version-check "matrix-synapse==$synapse_version"
 fi
 log "ready: nginx ngircd dovecot opensmtpd synapse ($("$venv/bin/python" -c 'import synapse; print(synapse.__version__)'))"
