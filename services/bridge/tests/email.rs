@@ -421,6 +421,51 @@ async fn imap_over_tls_and_starttls_with_an_extra_ca() {
     }
 }
 
+/// SMTP over implicit TLS (port 465 style) with the extra CA, against the real OpenSMTPD
+/// behind a TLS front (its own TLS is broken on Debian bookworm, see the testkit); and the
+/// certificate refused without the CA.
+#[tokio::test]
+async fn smtp_over_implicit_tls_with_an_extra_ca() {
+    let m = mail_server_with(&MailServerOptions {
+        tls: true,
+        ..MailServerOptions::default()
+    });
+    let smtps = m.server.smtps_front().await.unwrap();
+    let tls_smtp = |ca: bool| {
+        let mut s = settings(&m.server);
+        s.smtp.host = "localhost".to_owned();
+        s.smtp.port = smtps.port();
+        s.smtp.security = Security::Tls;
+        if ca {
+            s.extra_ca_pem = m.server.ca_pem.clone();
+        }
+        s
+    };
+    let adapter = EmailAdapter::new(tls_smtp(true)).unwrap();
+    adapter
+        .send(reply(ALICE, "over **TLS**", None))
+        .await
+        .unwrap();
+    assert!(
+        m.server.wait_delivered(ALICE, 1, WAIT).await,
+        "{}",
+        m.server.logs()
+    );
+    let (_, _, raw) = mailbox(&m.server, ALICE).await.remove(0);
+    let got = mail_parser::MessageParser::default()
+        .parse(raw.as_slice())
+        .unwrap();
+    assert_eq!(got.body_text(0).as_deref().map(str::trim), Some("over TLS"));
+
+    let untrusting = EmailAdapter::new(tls_smtp(false)).unwrap();
+    let err = untrusting
+        .send(reply(ALICE, "must not arrive", None))
+        .await
+        .unwrap_err();
+    assert!(err.sent.is_empty());
+    assert_eq!(m.server.delivered(ALICE), 1, "nothing more was delivered");
+}
+
 #[tokio::test]
 async fn auto_replies_bulk_mail_and_loops_are_never_answered() {
     let m = mail_server();

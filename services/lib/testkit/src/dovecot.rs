@@ -95,10 +95,10 @@ pub struct MailServerOptions {
     pub idle: bool,
     /// Also serve IMAP over TLS: STARTTLS on the IMAP port plus an implicit-TLS IMAPS
     /// port, with a certificate for `127.0.0.1` / `localhost` issued by a fresh test CA
-    /// (made with the `openssl` command; see [`MailServer::ca_pem`]). SMTP stays
+    /// (made with the `openssl` command; see [`MailServer::ca_pem`]). SMTP itself stays
     /// plaintext: Debian bookworm's OpenSMTPD 6.8 fails every TLS handshake with OpenSSL 3
     /// (`SSL routines::EVP lib` from its privilege-separated signing), with RSA and ECDSA
-    /// keys alike.
+    /// keys alike; [`MailServer::smtps_front`] puts implicit TLS in front of it.
     pub tls: bool,
 }
 
@@ -339,6 +339,55 @@ exec {SMTPD} -d -f {d}/smtpd.conf
             .filter_map(|sub| std::fs::read_dir(inbox.join(sub)).ok())
             .map(|entries| entries.filter_map(Result::ok).count())
             .sum()
+    }
+
+    /// Starts an implicit-TLS front for the SMTP port on the current tokio runtime and
+    /// returns its address: TLS with the certificate of [`MailServerOptions::tls`] (for
+    /// `localhost` / `127.0.0.1`, issued by [`Self::ca_pem`]), then the bytes go to the
+    /// real OpenSMTPD, whose own TLS does not work on Debian bookworm (see
+    /// [`MailServerOptions::tls`]). Lets clients' SMTP-over-TLS code be tested against a
+    /// real SMTP server. The front stops with the runtime.
+    pub async fn smtps_front(&self) -> Result<SocketAddr, MailServerError> {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let tls_dir = self.dir.join("tls");
+        let bad = |e: &dyn std::fmt::Display| {
+            MailServerError::Io(std::io::Error::other(format!("SMTP TLS front: {e}")))
+        };
+        let certs = CertificateDer::pem_file_iter(tls_dir.join("server.pem"))
+            .map_err(|e| bad(&e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(&e))?;
+        let key = PrivateKeyDer::from_pem_file(tls_dir.join("server.key")).map_err(|e| bad(&e))?;
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad(&e))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let upstream = self.smtp_addr;
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut plain) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        Ok(addr)
     }
 
     /// The raw messages `user` has received, in delivery order (maildir file names start
