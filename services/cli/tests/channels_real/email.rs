@@ -39,7 +39,7 @@ async fn email_stranger_pairs_and_gets_threaded_replies() {
         r#"{{ email: {{ address: "{BOT}",
               imap: {{ host: "127.0.0.1", port: {imap}, security: "plain", password: "${{E2E_IMAP_PASSWORD}}" }},
               smtp: {{ host: "127.0.0.1", port: {smtp}, security: "plain" }},
-              pollIntervalSeconds: 5 }} }}"#,
+              trustFromHeader: true, pollIntervalSeconds: 5 }} }}"#,
         imap = server.imap_addr.port(),
         smtp = server.smtp_addr.port(),
     );

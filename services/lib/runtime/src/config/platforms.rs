@@ -537,6 +537,22 @@ pub(super) fn validate_email(c: &RawEmail, issues: &mut Issues) -> Option<EmailC
             "use the host name your mail server writes in Authentication-Results, e.g. \"mx.example.org\"",
         );
     }
+    let trust_from = c.trust_from_header.unwrap_or(false);
+    match (&c.authserv_id, trust_from) {
+        (None, false) => issues.add(
+            &format!("{base}.authservId"),
+            "is missing: anyone can forge a From address",
+            "set it to the authserv-id your mail server writes in Authentication-Results \
+             (e.g. \"mx.example.org\"), or set trustFromHeader: true if that server already \
+             rejects spoofed senders",
+        ),
+        (Some(_), true) => issues.add(
+            &format!("{base}.trustFromHeader"),
+            "is true while authservId is set",
+            "keep one: authservId (checked) or trustFromHeader (not checked)",
+        ),
+        _ => {}
+    }
     let poll = c.poll_interval_seconds.unwrap_or(60);
     if !(5..=3600).contains(&poll) {
         issues.add(

@@ -65,7 +65,7 @@ fn email_checks_transport_security_and_addresses() {
         r#"{ email: { address: "Bot@Example.org",
              imap: { host: "imap.example.org", password: "p" },
              smtp: { host: "smtp.example.org", security: "starttls", password: "p" },
-             allowFrom: ["alice@example.org"] } }"#,
+             authservId: "mx.example.org", allowFrom: ["alice@example.org"] } }"#,
     )
     .unwrap();
     let e = c.email.unwrap();
@@ -94,12 +94,27 @@ fn email_checks_transport_security_and_addresses() {
     );
     for p in [
         "channels.email.address",
+        "channels.email.authservId",
         "channels.email.imap.security",
         "channels.email.smtp.security",
         "channels.email.allowFrom[0]",
     ] {
         assert!(paths.iter().any(|x| x == p), "{p} missing in {paths:?}");
     }
+}
+
+#[test]
+fn email_needs_a_deliberate_choice_about_forged_senders() {
+    let base = r#"address: "bot@example.org", imap: { host: "imap.example.org", password: "p" },
+                  smtp: { host: "smtp.example.org" }"#;
+    let paths = issue_paths(&format!("{{ email: {{ {base} }} }}"));
+    assert_eq!(paths, ["channels.email.authservId"]);
+    let paths = issue_paths(&format!(
+        "{{ email: {{ {base}, authservId: \"mx.example.org\", trustFromHeader: true }} }}"
+    ));
+    assert_eq!(paths, ["channels.email.trustFromHeader"]);
+    let trusted = with(&format!("{{ email: {{ {base}, trustFromHeader: true }} }}")).unwrap();
+    assert_eq!(trusted.email.unwrap().authserv_id, None);
 }
 
 #[test]

@@ -211,12 +211,15 @@ channel_section! {
         /// Extra CA certificates (PEM file) to trust, for self-hosted servers.
         #[serde(default)]
         pub ca_file: Option<String>,
-        /// When set, a message counts as from its `From` address only if the topmost
+        /// A message counts as from its `From` address only if the topmost
         /// `Authentication-Results` header has this authserv-id and passes DMARC (or DKIM
-        /// for the From domain). Without it, `From` is trusted: only for mailboxes whose
-        /// server rejects spoofed senders.
+        /// for the From domain). Required unless `trustFromHeader` is true.
         #[serde(default)]
         pub authserv_id: Option<String>,
+        /// Trust the `From` header as it is (default false). Only for a mailbox whose
+        /// server already rejects mail with spoofed senders; otherwise set `authservId`.
+        #[serde(default)]
+        pub trust_from_header: Option<bool>,
         /// Seconds between checks when the server has no IDLE (default 60).
         #[serde(default)]
         pub poll_interval_seconds: Option<u32>,
