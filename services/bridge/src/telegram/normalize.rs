@@ -159,6 +159,18 @@ fn mentions(
                     push(bot.id);
                 }
             }
+            // `/status@PincerBot`: a command addressed to this bot by name is a mention (a
+            // bare `/status` in a group is not: it may be meant for another bot).
+            "bot_command" => {
+                let command = entity_text(&utf16, entity);
+                let is_bot = command
+                    .split_once('@')
+                    .is_some_and(|(_, name)| name.eq_ignore_ascii_case(&bot.username));
+                if is_bot {
+                    mentions_bot = true;
+                    push(bot.id);
+                }
+            }
             "text_mention" => {
                 if let Some(user) = &entity.user {
                     mentions_bot |= user.id == bot.id;
@@ -266,6 +278,22 @@ mod tests {
             "entities": [{"type": "mention", "offset": 0, "length": 11},
                          {"type": "mention", "offset": 100, "length": 4}]}}));
         assert!(!m.mentions_bot);
+    }
+
+    #[test]
+    fn a_command_addressed_to_the_bot_by_name_is_a_mention() {
+        let command = |text: &str, length: usize| {
+            message(json!({"update_id": 6, "message": {
+                "message_id": 12, "date": 1, "chat": {"id": -1, "type": "group"},
+                "from": {"id": 5, "first_name": "B"}, "text": text,
+                "entities": [{"type": "bot_command", "offset": 0, "length": length}]}}))
+        };
+        assert!(command("/status@pincerbot", 17).mentions_bot);
+        assert!(!command("/status@otherbot now", 15).mentions_bot);
+        assert!(
+            !command("/status", 7).mentions_bot,
+            "may be for another bot"
+        );
     }
 
     fn media_message(extra: serde_json::Value) -> serde_json::Value {
