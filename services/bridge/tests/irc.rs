@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pincer_bridge::adapter::{AdapterError, ChannelAdapter, ChatTarget, InboundItem, OutboundText};
@@ -802,4 +803,49 @@ async fn tls_with_the_operators_ca_works_and_without_it_fails_clearly() {
     let error = first_error(&untrusting).await;
     assert!(error.needs_operator(), "{error}");
     assert!(error.to_string().contains("extra_ca_pem"), "{error}");
+}
+
+/// With replicas, the nick belongs to the lease holder: when this replica's lease lapses
+/// (the bridge stops asking for messages), the bot leaves the server so the next holder
+/// can connect under the same nick; a new lease brings it back.
+#[tokio::test]
+async fn a_lapsed_lease_frees_the_nick_and_a_new_one_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Ngircd::start(dir.path()).unwrap();
+    let mut human = Human::connect(server.addr, "watcher").await;
+    human.join("#room").await;
+    let adapter = IrcAdapter::new(settings(server.addr, &["#room"]));
+
+    // A short lease, never renewed: next_inbound gives up at its end.
+    let short = Instant::now() + Duration::from_millis(1500);
+    let ended = tokio::time::timeout(WAIT, adapter.next_inbound(short))
+        .await
+        .expect("next_inbound returns at the lease's end");
+    assert!(ended.is_err(), "nothing was sent, the lease just ended");
+    human.wait_member("#room", "pincer").await;
+    human
+        .expect("the bot quits once the lease lapsed", |m| {
+            m.command == "QUIT"
+                && m.prefix
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with("pincer!"))
+        })
+        .await;
+    assert!(!adapter.is_connected());
+
+    // A new lease: the bot is back under its nick, and messages flow again.
+    let adapter = Arc::new(adapter);
+    let pending = {
+        let adapter = Arc::clone(&adapter);
+        tokio::spawn(async move { adapter.next_inbound(far_lease()).await })
+    };
+    human.wait_member("#room", "pincer").await;
+    human.send("PRIVMSG #room :pincer: welcome back").await;
+    let item = tokio::time::timeout(WAIT, pending)
+        .await
+        .expect("a message after the new lease")
+        .unwrap()
+        .unwrap();
+    assert_eq!(item.message.text, "pincer: welcome back");
+    assert_eq!(adapter.current_nick().as_deref(), Some("pincer"));
 }

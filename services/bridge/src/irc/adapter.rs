@@ -91,6 +91,8 @@ impl IrcAdapter {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if task.as_ref().is_none_or(JoinHandle::is_finished) {
+            // Not the last run's "down" (a released lease, say): a new run is starting.
+            self.shared.set_link(Link::Connecting);
             *task = Some(tokio::spawn(run(Arc::clone(&self.shared))));
         }
     }
@@ -116,6 +118,8 @@ impl IrcAdapter {
     }
 
     async fn next_inbound_inner(&self, lease_until: Instant) -> Result<InboundItem, AdapterError> {
+        // Recorded before (re)starting, so a task stopped for a lapsed lease starts again.
+        self.shared.record_lease(lease_until);
         self.ensure_started();
         let mut changes = self.shared.subscribe();
         loop {

@@ -81,6 +81,9 @@ pub struct DownReason {
     pub message: String,
     /// Only an operator can fix it (credentials, TLS trust, SASL not offered).
     pub needs_operator: bool,
+    /// The connection was closed on purpose because this replica's lease on the account
+    /// ended: the task stops instead of reconnecting.
+    pub released: bool,
 }
 
 impl DownReason {
@@ -88,6 +91,16 @@ impl DownReason {
         Self {
             message: e.message.clone(),
             needs_operator: e.needs_operator,
+            released: false,
+        }
+    }
+
+    fn lease_ended() -> Self {
+        Self {
+            message: "this replica's lease on the account ended; another replica serves it"
+                .to_owned(),
+            needs_operator: false,
+            released: true,
         }
     }
 
@@ -122,6 +135,9 @@ pub struct State {
     pub inbound: VecDeque<InboundMessage>,
     /// `platform_message_id` → sender nick of recent inbound messages (for replies).
     pub recent: VecDeque<(String, String)>,
+    /// Until when this replica holds the account's lease, as last told by the bridge
+    /// (`None`: never told, e.g. when the adapter is driven without leases).
+    pub leased_until: Option<Instant>,
 }
 
 /// What the adapter and the task share.
@@ -145,6 +161,7 @@ impl Shared {
                 link: Link::Connecting,
                 inbound: VecDeque::new(),
                 recent: VecDeque::new(),
+                leased_until: None,
             }),
             version: watch::channel(0).0,
         }
@@ -174,8 +191,42 @@ impl Shared {
         self.update(|s| s.inbound.push_front(message));
     }
 
-    fn set_link(&self, link: Link) {
+    /// Records the lease the bridge holds on the account (it only ever moves forward).
+    pub fn record_lease(&self, until: Instant) {
+        let mut state = self.lock();
+        if state.leased_until.is_none_or(|known| known < until) {
+            state.leased_until = Some(until);
+        }
+    }
+
+    /// Whether a lease was recorded and it ended more than [`LEASE_GRACE`] ago.
+    fn lease_lapsed(&self, now: Instant) -> bool {
+        self.lock()
+            .leased_until
+            .is_some_and(|until| until + LEASE_GRACE <= now)
+    }
+
+    pub(crate) fn set_link(&self, link: Link) {
         self.update(|s| s.link = link);
+    }
+}
+
+/// How long after the recorded lease end the connection stays up: the bridge renews every
+/// second and asks again at once, so only a lease that moved away gets this old.
+pub const LEASE_GRACE: Duration = Duration::from_secs(2);
+
+/// Resolves once the recorded lease has lapsed (never, when no lease was recorded).
+async fn lease_lapsed(shared: &Shared) {
+    loop {
+        let until = shared.lock().leased_until;
+        let Some(until) = until else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::time::sleep_until((until + LEASE_GRACE).into()).await;
+        if shared.lease_lapsed(Instant::now()) {
+            return;
+        }
     }
 }
 
@@ -185,6 +236,11 @@ pub async fn run(shared: Arc<Shared>) {
     let settings = &shared.settings;
     let mut backoff = Backoff::new(settings.reconnect_initial, settings.reconnect_max);
     loop {
+        if shared.lease_lapsed(Instant::now()) {
+            // Another replica serves the account: do not hold its nick.
+            shared.set_link(Link::Down(DownReason::lease_ended()));
+            return;
+        }
         shared.set_link(Link::Connecting);
         let attempt = tokio::time::timeout(settings.connect_timeout, open(settings)).await;
         let reason = match attempt {
@@ -194,6 +250,7 @@ pub async fn run(shared: Arc<Shared>) {
                     settings.host, settings.port, settings.connect_timeout
                 ),
                 needs_operator: false,
+                released: false,
             },
             Ok(Err(e)) => DownReason::from_error(&e),
             Ok(Ok((io, reader, registered))) => {
@@ -201,6 +258,11 @@ pub async fn run(shared: Arc<Shared>) {
                 serve(&shared, io, reader, registered).await
             }
         };
+        if reason.released {
+            tracing::info!(host = %settings.host, "IRC connection closed: the account's lease moved to another replica");
+            shared.set_link(Link::Down(reason));
+            return;
+        }
         if reason.needs_operator {
             tracing::error!(host = %settings.host, reason = %reason.message, "IRC connection failed; an operator must fix this");
         } else {
@@ -309,6 +371,11 @@ async fn serve(
                     return reason;
                 }
             }
+            () = lease_lapsed(shared) => {
+                // Leave, so the replica that now holds the lease can take the nick.
+                let _ = session.write(&Message::new("QUIT", &["moving to another replica"])).await;
+                return DownReason::lease_ended();
+            }
         }
     }
 }
@@ -317,6 +384,7 @@ fn down(message: &str) -> DownReason {
     DownReason {
         message: message.to_owned(),
         needs_operator: false,
+        released: false,
     }
 }
 
