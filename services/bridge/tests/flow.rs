@@ -365,3 +365,32 @@ async fn a_leftover_webhook_is_deleted_when_the_config_polls() {
     assert!(telegram.webhook().is_none(), "the webhook was deleted");
     bridge.stop().await;
 }
+
+#[tokio::test]
+async fn markdown_goes_out_as_telegram_html_and_plain_when_telegram_refuses_it() {
+    let stack = Stack::start(TOKEN).await;
+    let reply_to = open_chat(&stack, 42).await;
+    stack
+        .gateway
+        .deliver("d-md", "42", "**bold** and `x<y`", &reply_to, LEASE_TOKEN)
+        .await;
+    assert!(stack.gateway.wait_receipts("d-md", 1).await[0].ok);
+    let sent = stack.telegram.wait_for_sent(1, WAIT).await.unwrap();
+    assert_eq!(sent[0].parse_mode.as_deref(), Some("HTML"));
+    assert_eq!(sent[0].text, "bold and x<y", "what the user sees");
+
+    // Telegram refuses the markup once: the same chunk goes out as plain text.
+    stack
+        .telegram
+        .fail_next("sendMessage", FakeFailure::CantParseEntities);
+    stack
+        .gateway
+        .deliver("d-md2", "42", "**again**", &reply_to, LEASE_TOKEN)
+        .await;
+    assert!(stack.gateway.wait_receipts("d-md2", 1).await[0].ok);
+    let sent = stack.telegram.wait_for_sent(2, WAIT).await.unwrap();
+    assert_eq!(sent[1].parse_mode, None);
+    assert_eq!(sent[1].text, "again");
+    assert_eq!(stack.telegram.failures_left("sendMessage"), 0);
+    stack.bridge.stop().await;
+}

@@ -13,6 +13,7 @@ use pincer_bridge::irc::{IrcAdapter, IrcChannel, IrcSettings, Message, SaslPlain
 use pincer_proto::v1::ChatKind;
 use pincer_runtime::Secret;
 use pincer_testkit::ngircd::{Ngircd, NgircdChannel, NgircdOptions, NgircdTls};
+use pincer_testkit::tls::TestCertificates;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -696,94 +697,26 @@ async fn sasl_refused_or_not_offered_fails_closed() {
 
 // --- TLS ---
 
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let status = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl is installed");
-    assert!(status.success(), "openssl {args:?} failed");
-}
-
-/// A private CA and a `localhost` certificate it signed, in `dir`.
-fn make_certificates(dir: &std::path::Path) -> NgircdTls {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Pincer Test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-    NgircdTls {
-        cert_file: dir.join("server.pem"),
-        key_file: dir.join("server.key"),
-    }
+/// A private CA and a `localhost` certificate it signed, in `dir`; the CA's PEM.
+fn make_certificates(dir: &std::path::Path) -> (NgircdTls, Vec<u8>) {
+    let c = TestCertificates::make(dir).unwrap();
+    let tls = NgircdTls {
+        cert_file: c.cert_file,
+        key_file: c.key_file,
+    };
+    (tls, c.ca_pem.into_bytes())
 }
 
 #[tokio::test]
 async fn tls_with_the_operators_ca_works_and_without_it_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let certs = tempfile::tempdir().unwrap();
-    let tls = make_certificates(certs.path());
+    let (tls, ca) = make_certificates(certs.path());
     let options = NgircdOptions {
         tls: Some(tls),
         ..NgircdOptions::default()
     };
     let server = Ngircd::start_with(dir.path(), options).unwrap();
-    let ca = std::fs::read(certs.path().join("ca.pem")).unwrap();
 
     let mut s = settings(server.addr, &[]);
     s.host = "localhost".into();

@@ -15,6 +15,7 @@ use pincer_bridge::adapter::{ChatTarget, InboundItem, OutboundText};
 use pincer_bridge::matrix::{InvitePolicy, MatrixAdapter, MatrixSettings, encode_segment};
 use pincer_proto::v1::ChatKind;
 use pincer_runtime::Secret;
+use pincer_testkit::matrix_user::MatrixUser;
 use pincer_testkit::synapse::{Registered, Synapse};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -42,122 +43,48 @@ fn name(prefix: &str) -> String {
     format!("{prefix}{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// A test-side Matrix user.
-struct Human {
-    http: reqwest::Client,
-    api: String,
-    token: String,
-    user_id: String,
+/// A test-side Matrix user: the testkit's client, failing the test on any error.
+struct Human(MatrixUser);
+
+impl std::ops::Deref for Human {
+    type Target = MatrixUser;
+
+    fn deref(&self) -> &MatrixUser {
+        &self.0
+    }
 }
 
 impl Human {
     async fn register(prefix: &str) -> Self {
-        let server = synapse().await;
-        let Registered {
-            user_id,
-            access_token,
-        } = server
-            .register(&name(prefix), "human-password", false)
+        let user = MatrixUser::register(synapse().await, &name(prefix), "human-password")
             .await
             .unwrap();
-        Self {
-            http: reqwest::Client::new(),
-            api: format!("{}/_matrix/client/v3", server.url()),
-            token: access_token,
-            user_id,
-        }
+        Self(user)
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self
-            .http
-            .request(method, format!("{}/{path}", self.api))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {answer}");
-        answer
+        self.0.call(method, path, body).await.unwrap()
     }
 
     async fn create_room(&self, invite: &[&str], is_direct: bool) -> String {
-        let preset = if is_direct {
-            "trusted_private_chat"
-        } else {
-            "private_chat"
-        };
-        let answer = self
-            .call(
-                reqwest::Method::POST,
-                "createRoom",
-                Some(json!({ "preset": preset, "is_direct": is_direct, "invite": invite })),
-            )
-            .await;
-        answer["room_id"].as_str().unwrap().to_owned()
+        self.0.create_room(invite, is_direct).await.unwrap()
     }
 
     async fn join(&self, room: &str) {
-        self.call(
-            reqwest::Method::POST,
-            &format!("rooms/{}/join", encode_segment(room)),
-            Some(json!({})),
-        )
-        .await;
+        self.0.join(room).await.unwrap();
     }
 
     async fn send(&self, room: &str, content: Value) -> String {
-        static TXN: AtomicUsize = AtomicUsize::new(0);
-        let txn = format!("human{}", TXN.fetch_add(1, Ordering::Relaxed));
-        let answer = self
-            .call(
-                reqwest::Method::PUT,
-                &format!("rooms/{}/send/m.room.message/{txn}", encode_segment(room)),
-                Some(content),
-            )
-            .await;
-        answer["event_id"].as_str().unwrap().to_owned()
+        self.0.send(room, content).await.unwrap()
     }
 
     async fn say(&self, room: &str, text: &str) -> String {
-        self.send(room, json!({ "msgtype": "m.text", "body": text }))
-            .await
+        self.0.say(room, text).await.unwrap()
     }
 
     /// The room's messages, oldest first.
     async fn messages(&self, room: &str) -> Vec<Value> {
-        let answer = self
-            .call(
-                reqwest::Method::GET,
-                &format!(
-                    "rooms/{}/messages?dir=b&limit=100&filter=%7B%22types%22%3A%5B%22m.room.message%22%5D%7D",
-                    encode_segment(room)
-                ),
-                None,
-            )
-            .await;
-        let mut events = answer["chunk"].as_array().cloned().unwrap_or_default();
-        events.reverse();
-        events
-    }
-
-    async fn membership(&self, room: &str, user: &str) -> Option<String> {
-        let response = self
-            .http
-            .get(format!(
-                "{}/rooms/{}/state/m.room.member/{}",
-                self.api,
-                encode_segment(room),
-                encode_segment(user)
-            ))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        let answer: Value = response.json().await.ok()?;
-        answer["membership"].as_str().map(str::to_owned)
+        self.0.messages(room).await.unwrap()
     }
 
     /// Waits until `user`'s membership in `room` is `wanted`.

@@ -4,130 +4,58 @@
 //! member who is not allowed starts nothing, and the owner's mention is answered; a room
 //! that is not listed is ignored.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use pincer_testkit::synapse::{Registered, Synapse};
+use pincer_testkit::matrix_user::MatrixUser;
+use pincer_testkit::synapse::Synapse;
 use serde_json::{Value, json};
 
 use crate::stack::{Stack, eventually};
 
-/// A test-side Matrix user speaking the client-server API.
-struct User {
-    http: reqwest::Client,
-    api: String,
-    token: String,
-    id: String,
-}
-
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+/// A test-side Matrix user: the testkit's client, failing the test on any error.
+struct User(MatrixUser);
 
 impl User {
     async fn register(server: &Synapse, name: &str) -> Self {
-        let Registered {
-            user_id,
-            access_token,
-        } = server
-            .register(name, "password-of-a-human", false)
-            .await
-            .unwrap();
-        Self {
-            http: reqwest::Client::new(),
-            api: format!("{}/_matrix/client/v3", server.url()),
-            token: access_token,
-            id: user_id,
-        }
+        Self(
+            MatrixUser::register(server, name, "password-of-a-human")
+                .await
+                .unwrap(),
+        )
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self
-            .http
-            .request(method, format!("{}/{path}", self.api))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {answer}");
-        answer
+    fn id(&self) -> &str {
+        &self.0.user_id
     }
 
     async fn create_room(&self, invite: &[&str], is_direct: bool) -> String {
-        let preset = if is_direct {
-            "trusted_private_chat"
-        } else {
-            "private_chat"
-        };
-        let body = json!({ "preset": preset, "is_direct": is_direct, "invite": invite });
-        let answer = self
-            .call(reqwest::Method::POST, "createRoom", Some(body))
-            .await;
-        answer["room_id"].as_str().unwrap().to_owned()
+        self.0.create_room(invite, is_direct).await.unwrap()
     }
 
     async fn join(&self, room: &str) {
-        let path = format!("rooms/{}/join", encode(room));
-        self.call(reqwest::Method::POST, &path, Some(json!({})))
-            .await;
+        self.0.join(room).await.unwrap();
     }
 
     async fn send(&self, room: &str, content: Value) {
-        static TXN: AtomicUsize = AtomicUsize::new(0);
-        let txn = format!("e2e{}", TXN.fetch_add(1, Ordering::Relaxed));
-        let path = format!("rooms/{}/send/m.room.message/{txn}", encode(room));
-        self.call(reqwest::Method::PUT, &path, Some(content)).await;
+        self.0.send(room, content).await.unwrap();
     }
 
     async fn say(&self, room: &str, text: &str) {
-        self.send(room, json!({ "msgtype": "m.text", "body": text }))
-            .await;
+        self.0.say(room, text).await.unwrap();
+    }
+
+    async fn membership(&self, room: &str, user: &str) -> Option<String> {
+        self.0.membership(room, user).await
     }
 
     /// Bodies of the messages `sender` sent in `room`, oldest first.
     async fn bodies_from(&self, room: &str, sender: &str) -> Vec<String> {
-        let path = format!(
-            "rooms/{}/messages?dir=b&limit=100&filter=%7B%22types%22%3A%5B%22m.room.message%22%5D%7D",
-            encode(room)
-        );
-        let answer = self.call(reqwest::Method::GET, &path, None).await;
-        let mut out: Vec<String> = answer["chunk"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.0
+            .messages(room)
+            .await
+            .unwrap()
             .iter()
             .filter(|e| e["sender"] == sender)
             .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-            .collect();
-        out.reverse();
-        out
-    }
-
-    async fn membership(&self, room: &str, user: &str) -> Option<String> {
-        let path = format!(
-            "rooms/{}/state/m.room.member/{}",
-            encode(room),
-            encode(user)
-        );
-        let response = self
-            .http
-            .get(format!("{}/{path}", self.api))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .ok()?;
-        let answer: Value = response.json().await.ok()?;
-        answer["membership"].as_str().map(str::to_owned)
+            .collect()
     }
 }
 
@@ -153,12 +81,12 @@ async fn matrix_stranger_pairs_and_chats_and_a_room_needs_a_mention() {
     // The owner's room with alice, mallory and the bot, listed under groups; and a room the
     // owner invites the bot to that is not listed.
     let room = owner
-        .create_room(&[&alice.id, &mallory.id, &bot.user_id], false)
+        .create_room(&[alice.id(), mallory.id(), &bot.user_id], false)
         .await;
     alice.join(&room).await;
     mallory.join(&room).await;
     // (Three members: a room of two is a DM.)
-    let unlisted = owner.create_room(&[&alice.id, &bot.user_id], false).await;
+    let unlisted = owner.create_room(&[alice.id(), &bot.user_id], false).await;
     alice.join(&unlisted).await;
 
     let channels = format!(
@@ -166,7 +94,7 @@ async fn matrix_stranger_pairs_and_chats_and_a_room_needs_a_mention() {
               owners: ["{owner}"], groups: {{ "{room}": {{}} }} }} }}"#,
         url = server.url(),
         bot = bot.user_id,
-        owner = owner.id,
+        owner = owner.id(),
     );
     let stack = Stack::start(&channels, &[("E2E_MATRIX_PASSWORD", "bot-password-7c1e")]).await;
 

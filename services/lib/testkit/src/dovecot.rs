@@ -78,6 +78,9 @@ pub enum MailServerError {
         /// Its error output.
         log: String,
     },
+    /// The test certificates could not be made.
+    #[error(transparent)]
+    Certificates(#[from] crate::tls::CertificateError),
     /// The SMTP server refused a message.
     #[error("SMTP {command} was answered {reply:?}")]
     Smtp {
@@ -160,7 +163,7 @@ impl MailServer {
         let imap_addr = free_port()?;
         let smtp_addr = free_port()?;
         let (imaps_addr, ca_pem) = if options.tls {
-            let ca = make_certificates(&dir.join("tls"))?;
+            let ca = crate::tls::TestCertificates::make(&dir.join("tls"))?.ca_pem;
             (Some(free_port()?), Some(ca))
         } else {
             (None, None)
@@ -539,93 +542,6 @@ fn listening(ports: &[SocketAddr]) -> bool {
     ports
         .iter()
         .all(|addr| std::net::TcpStream::connect(addr).is_ok())
-}
-
-/// A test CA and a server certificate for `127.0.0.1` / `localhost` signed by it, in `dir`
-/// (`ca.pem`, `server.pem`, `server.key`); returns the CA's PEM.
-fn make_certificates(dir: &Path) -> Result<String, MailServerError> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )?;
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let steps: [Vec<&str>; 3] = [
-        [
-            &["req", "-x509"][..],
-            &ec[..],
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=Pincer Test CA",
-            ][..],
-        ]
-        .concat(),
-        [
-            &["req"][..],
-            &ec[..],
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ][..],
-        ]
-        .concat(),
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    ];
-    for args in steps {
-        let output = Command::new("openssl")
-            .args(&args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => MailServerError::Missing("openssl"),
-                _ => MailServerError::Io(e),
-            })?;
-        if !output.status.success() {
-            return Err(MailServerError::Failed {
-                what: format!("openssl {}", args.join(" ")),
-                log: String::from_utf8_lossy(&output.stderr).into_owned(),
-            });
-        }
-    }
-    std::fs::set_permissions(
-        dir.join("server.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )?;
-    Ok(std::fs::read_to_string(dir.join("ca.pem"))?)
 }
 
 fn free_port() -> std::io::Result<SocketAddr> {

@@ -102,6 +102,9 @@ impl BotState {
                 ApiError::too_many_requests(retry_after_secs)
             }
             FakeFailure::InternalServerError => ApiError::new(500, "Internal Server Error"),
+            FakeFailure::CantParseEntities => ApiError::bad_request(
+                "can't parse entities: Can't find end tag corresponding to start tag \"b\"",
+            ),
         })
     }
 

@@ -258,4 +258,7 @@ pub enum FakeFailure {
     TooManyRequests { retry_after_secs: u64 },
     /// 500 `Internal Server Error`.
     InternalServerError,
+    /// 400 `Bad Request: can't parse entities: …`, what Telegram answers when it refuses a
+    /// message's `parse_mode` markup.
+    CantParseEntities,
 }
